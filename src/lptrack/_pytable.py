@@ -1,0 +1,443 @@
+"""The pure-Python + numpy engine: a reference ``Table`` with no compiled code.
+
+It is the oracle the native engine is checked against and the baseline it is
+measured against, so it follows SPEC.md literally and keeps every pool
+operation O(1): a dict task id -> slot, a free-slot stack and a dense active
+list with each slot's position in it (removal swaps with the last entry).
+
+Two flavours:
+
+* local (``session_id=None``): rows in a private numpy array;
+* shared (``session_id`` given): rows in a ``multiprocessing.shared_memory``
+  segment named ``_shm.segment_name(session_id, "py_")``, created or attached.
+  Only the rows are shared.  The index, free stack, active list, label strings
+  and the lock are per process, as in the original tracker: a process sees the
+  tasks that were in the segment when it attached plus its own changes, and two
+  processes may claim the same slot.  One pool really shared by every process
+  is what the native engine adds (SPEC.md, deliberate change 2).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import numpy as np
+
+from lptrack import _shm
+from lptrack._lpmath import learning_progress, ordered_sum
+from lptrack._table import (
+    COMPLETION_COUNT,
+    CREATION_TIME,
+    EMA_SQUARED,
+    GENERATOR_TYPE,
+    IS_ACTIVE,
+    LABEL_HASH,
+    LAST_SCORE,
+    LP_SCORE,
+    P_FAST,
+    P_SLOW,
+    P_TRUE,
+    RANDOM_BASELINE,
+    REWARD_EMA,
+    ROW_WIDTH,
+    SEED,
+    SUCCESS_RATE_EMA,
+    SUCCESS_THRESHOLD,
+    TASK_ID,
+    TOTAL_SCORE,
+    BidirectionalParams,
+    DistributionParams,
+    Table,
+)
+from lptrack.errors import LayoutMismatchError, LockTimeoutError, SegmentError
+
+#: Segment-name prefix separating this engine's segments from the native ones.
+SEGMENT_KIND = "py_"
+#: Header of a shared segment: int64 words, padded so the rows stay 64-byte aligned.
+_HEADER_WORDS = 8
+_HEADER_BYTES = _HEADER_WORDS * 8
+_MAGIC = 0x4C50_5452_4B50_5931  # "LPTRKPY1"
+_LAYOUT_VERSION = 1
+_H_MAGIC, _H_VERSION, _H_CAPACITY, _H_ROW_WIDTH, _H_CREATOR_PID = range(5)
+#: How long an attaching process waits for the creator to finish the header.
+_ATTACH_READY_TIMEOUT = 5.0
+#: Default lock wait of a shared table (SPEC: never infinite there).
+SHARED_LOCK_TIMEOUT = 30.0
+
+
+def _check_capacity(capacity: int, row_width: int) -> None:
+    if isinstance(capacity, bool) or not isinstance(capacity, int) or capacity <= 0:
+        raise ValueError(f"capacity must be a positive int, got {capacity!r}")
+    if isinstance(row_width, bool) or not isinstance(row_width, int) or row_width < ROW_WIDTH:
+        raise ValueError(f"row_width must be an int >= {ROW_WIDTH}, got {row_width!r}")
+
+
+class PythonTable(Table):
+    """Pure Python + numpy table; see the module docstring for what is shared."""
+
+    def __init__(self, capacity: int, row_width: int = ROW_WIDTH, session_id: str | None = None) -> None:
+        _check_capacity(capacity, row_width)
+        self.capacity = capacity
+        self.row_width = row_width
+        self.session_id = session_id
+        self._segment = None
+        if session_id is None:
+            self.rows = np.zeros((capacity, row_width), dtype=np.float64)
+            self.created = True
+        else:
+            self._open_segment(session_id, create_if_missing=True)
+        self._init_process_state()
+
+    # -- construction helpers ---------------------------------------------------
+    def _open_segment(self, session_id: str, *, create_if_missing: bool) -> None:
+        """Create the session's segment or attach to it and check its layout."""
+        if not isinstance(session_id, str) or not session_id:
+            raise ValueError(f"session_id must be a non-empty str, got {session_id!r}")
+        name = _shm.segment_name(session_id, SEGMENT_KIND)
+        size = _HEADER_BYTES + self.capacity * self.row_width * 8
+        segment = None
+        if create_if_missing:
+            try:
+                segment = _shm.create_segment(name, size)
+            except FileExistsError:
+                segment = None
+        if segment is not None:
+            header = np.ndarray((_HEADER_WORDS,), dtype=np.int64, buffer=segment.buf)
+            header[_H_VERSION] = _LAYOUT_VERSION
+            header[_H_CAPACITY] = self.capacity
+            header[_H_ROW_WIDTH] = self.row_width
+            header[_H_CREATOR_PID] = os.getpid()
+            header[_H_MAGIC] = _MAGIC  # last: attachers wait for it
+            self.created = True
+        else:
+            try:
+                segment = _shm.attach_segment(name)
+            except FileNotFoundError as exc:
+                raise SegmentError(f"shared segment {name!r} does not exist (was it cleaned up?)") from exc
+            try:
+                self._check_layout(segment, name)
+            except BaseException:
+                _shm.close_segment(segment)
+                raise
+            self.created = False
+        self._segment = segment
+        self.rows = np.ndarray(
+            (self.capacity, self.row_width), dtype=np.float64, buffer=segment.buf, offset=_HEADER_BYTES
+        )
+
+    def _check_layout(self, segment: Any, name: str) -> None:
+        """Refuse a segment of another layout (SPEC.md, deliberate change 3)."""
+        if segment.size < _HEADER_BYTES:
+            raise SegmentError(f"shared segment {name!r} is too small to be an lptrack segment")
+        header = np.ndarray((_HEADER_WORDS,), dtype=np.int64, buffer=segment.buf)
+        deadline = time.monotonic() + _ATTACH_READY_TIMEOUT
+        while int(header[_H_MAGIC]) != _MAGIC:
+            if time.monotonic() > deadline:
+                raise SegmentError(f"shared segment {name!r} is not an initialised lptrack python-engine segment")
+            time.sleep(0.001)
+        found = (int(header[_H_VERSION]), int(header[_H_CAPACITY]), int(header[_H_ROW_WIDTH]))
+        wanted = (_LAYOUT_VERSION, self.capacity, self.row_width)
+        del header
+        if found != wanted:
+            raise LayoutMismatchError(
+                f"shared segment {name!r} has (layout version, capacity, row width) = {found}, expected {wanted}"
+            )
+
+    def _init_process_state(self) -> None:
+        """Build this process's index from the rows (empty for a new table)."""
+        self._lock = threading.Lock()
+        self._lock_timeout = None if self.session_id is None else SHARED_LOCK_TIMEOUT
+        self._closed = False
+        self._generation = 0
+        self._slot_of: dict[int, int] = {}
+        self._active: list[int] = []
+        self._position: list[int] = [-1] * self.capacity
+        self._labels: dict[int, str] = {}
+        self._label_refs: dict[int, int] = {}
+        occupied = np.flatnonzero(self.rows[:, TASK_ID] != 0.0).tolist()
+        ids = self.rows[occupied, TASK_ID].astype(np.int64).tolist()
+        for slot, task_id in zip(occupied, ids):
+            self._slot_of[task_id] = slot
+            self._position[slot] = len(self._active)
+            self._active.append(slot)
+        taken = set(occupied)
+        # Reversed so that a fresh table hands out slot 0 first.
+        self._free: list[int] = [slot for slot in range(self.capacity - 1, -1, -1) if slot not in taken]
+
+    # -- pickling -----------------------------------------------------------------
+    def __getstate__(self) -> dict[str, Any]:
+        state: dict[str, Any] = {"capacity": self.capacity, "row_width": self.row_width, "session_id": self.session_id}
+        if self.session_id is None:
+            # A local table travels as a copy of its state, active order included.
+            state["rows"] = self.rows.copy()
+            state["active"] = list(self._active)
+            state["labels"] = dict(self._labels)
+            state["label_refs"] = dict(self._label_refs)
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.capacity = state["capacity"]
+        self.row_width = state["row_width"]
+        self.session_id = state["session_id"]
+        self._segment = None
+        if self.session_id is None:
+            self.rows = state["rows"]
+            self.created = True
+        else:
+            # A shared table re-attaches; the receiving process never owns the segment.
+            self._open_segment(self.session_id, create_if_missing=False)
+        self._init_process_state()
+        if self.session_id is None:
+            self._restore_active_order(state["active"])
+            self._labels = state["labels"]
+            self._label_refs = state["label_refs"]
+
+    def _restore_active_order(self, active: list[int]) -> None:
+        self._active = list(active)
+        for position, slot in enumerate(self._active):
+            self._position[slot] = position
+
+    # -- locking --------------------------------------------------------------------
+    @contextmanager
+    def lock(self, timeout: float | None = None) -> Iterator[None]:
+        if self._closed:
+            raise SegmentError("the table is closed")
+        wait = self._lock_timeout if timeout is None else timeout
+        if not self._lock.acquire(timeout=-1 if wait is None else wait):
+            raise LockTimeoutError(
+                f"could not acquire the table lock within {wait} s (held in this process, pid {os.getpid()})",
+                holder_pid=os.getpid(),
+            )
+        try:
+            yield
+        finally:
+            self._lock.release()
+
+    # -- pool membership --------------------------------------------------------------
+    @property
+    def generation(self) -> int:
+        return self._generation
+
+    def __len__(self) -> int:
+        return len(self._active)
+
+    def find(self, task_id: int) -> int:
+        return self._slot_of.get(task_id, -1)
+
+    def _claim_locked(
+        self, task_id: int, creation_time: float, success_threshold: float, seed: float, generator_type: float
+    ) -> int:
+        slot = self._slot_of.get(task_id, -1)
+        if slot >= 0 or not self._free:
+            return slot
+        slot = self._free.pop()
+        row = self.rows[slot]
+        row[:] = 0.0
+        row[TASK_ID] = task_id
+        row[CREATION_TIME] = creation_time
+        row[SUCCESS_THRESHOLD] = success_threshold
+        row[SEED] = seed
+        row[GENERATOR_TYPE] = generator_type
+        row[IS_ACTIVE] = 1.0
+        self._slot_of[task_id] = slot
+        self._position[slot] = len(self._active)
+        self._active.append(slot)
+        self._generation += 1
+        return slot
+
+    def claim(
+        self, task_id: int, creation_time: float, success_threshold: float, seed: float, generator_type: float
+    ) -> int:
+        with self.lock():
+            return self._claim_locked(task_id, creation_time, success_threshold, seed, generator_type)
+
+    def release(self, task_id: int) -> bool:
+        with self.lock():
+            slot = self._slot_of.pop(task_id, -1)
+            if slot < 0:
+                return False
+            self._forget_label(int(self.rows[slot, LABEL_HASH]))
+            self.rows[slot] = 0.0
+            position = self._position[slot]
+            last = self._active.pop()
+            if last != slot:
+                self._active[position] = last
+                self._position[last] = position
+            self._position[slot] = -1
+            self._free.append(slot)
+            self._generation += 1
+            return True
+
+    def clear(self) -> None:
+        with self.lock():
+            self.rows[:] = 0.0
+            self._slot_of.clear()
+            for slot in self._active:
+                self._position[slot] = -1
+            self._active.clear()
+            self._free = list(range(self.capacity - 1, -1, -1))
+            self._labels.clear()
+            self._label_refs.clear()
+            self._generation += 1
+
+    def active_ids(self) -> np.ndarray:
+        with self.lock():
+            return self.rows[self._active, TASK_ID].astype(np.int64)
+
+    def active_slots(self) -> np.ndarray:
+        with self.lock():
+            return np.array(self._active, dtype=np.int64)
+
+    # -- rows ---------------------------------------------------------------------------
+    def update(
+        self,
+        task_id: int,
+        score: float,
+        ema_alpha: float,
+        success_threshold: float,
+        lp_score: float,
+        create_threshold: float,
+        creation_time: float,
+        seed: float,
+        generator_type: float,
+        bidirectional: BidirectionalParams | None,
+    ) -> int:
+        with self.lock():
+            slot = self._claim_locked(task_id, creation_time, create_threshold, seed, generator_type)
+            if slot < 0:
+                return -1
+            row = self.rows[slot].tolist()
+            _update_row(row, score, ema_alpha, success_threshold, bidirectional)
+            if not math.isnan(lp_score):
+                row[LP_SCORE] = lp_score
+            self.rows[slot] = row
+            return slot
+
+    def read_row(self, slot: int) -> np.ndarray:
+        with self.lock():
+            return self.rows[slot].copy()
+
+    def set_fields(self, task_id: int, fields: dict[int, float]) -> bool:
+        with self.lock():
+            slot = self._slot_of.get(task_id, -1)
+            if slot < 0:
+                return False
+            row = self.rows[slot]
+            for column, value in fields.items():
+                row[column] = value
+            return True
+
+    # -- labels ---------------------------------------------------------------------------
+    def _remember_label(self, label_hash: int, label: str) -> None:
+        self._labels[label_hash] = label
+        self._label_refs[label_hash] = self._label_refs.get(label_hash, 0) + 1
+
+    def _forget_label(self, label_hash: int) -> None:
+        """Drop one row's reference; the string goes when no row of this process uses it."""
+        refs = self._label_refs.get(label_hash, 0) - 1
+        if refs > 0:
+            self._label_refs[label_hash] = refs
+        elif refs == 0:
+            del self._label_refs[label_hash]
+            del self._labels[label_hash]
+
+    def set_label(self, task_id: int, label: str, label_hash: int) -> bool:
+        with self.lock():
+            slot = self._slot_of.get(task_id, -1)
+            if slot < 0:
+                return False
+            self._forget_label(int(self.rows[slot, LABEL_HASH]))
+            self.rows[slot, LABEL_HASH] = label_hash
+            self._remember_label(label_hash, label)
+            return True
+
+    def label_for_hash(self, label_hash: int) -> str | None:
+        return self._labels.get(label_hash)
+
+    # -- distribution -----------------------------------------------------------------------
+    def compute_lp_distribution(self, params: DistributionParams) -> None:
+        with self.lock():
+            if not self._active:
+                return
+            slots = np.array(self._active, dtype=np.intp)
+            rows = self.rows[slots]
+            x = learning_progress(rows[:, P_FAST], rows[:, P_SLOW], params.early_progress_amplification)
+            x = x + params.progress_smoothing
+            if params.performance_bonus_weight > 0:
+                x = x + rows[:, P_TRUE] * params.performance_bonus_weight
+            n = x.size
+            if params.lp_score_temperature == 0:
+                mean = ordered_sum(x) / n
+                deviation = x - mean
+                std = math.sqrt(ordered_sum(deviation * deviation) / n)
+                if std > 1e-10:
+                    x = (x - mean) / std * params.z_score_amplification
+            elif params.lp_score_temperature > 0:
+                x = x / params.lp_score_temperature
+            x = 1 / (1 + np.exp(-np.clip(x, -500, 500)))
+            total = ordered_sum(x)
+            if total > 0:
+                x = x / total
+            else:
+                x = np.full(n, 1.0 / n)
+            self.rows[slots, LP_SCORE] = x
+
+    # -- lifecycle ----------------------------------------------------------------------------
+    def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        if self._segment is not None:
+            self.rows = np.zeros((0, self.row_width), dtype=np.float64)
+            _shm.close_segment(self._segment)
+
+    def unlink(self) -> None:
+        """Remove the segment's name; a no-op for local tables and for tables that only attached."""
+        if self._segment is not None and self.created:
+            _shm.unlink_segment(self._segment)
+
+
+def _update_row(
+    row: list[float], s: float, a: float, success_threshold: float, bidirectional: BidirectionalParams | None
+) -> None:
+    """SPEC.md update_task_performance_with_bidirectional_emas, in place on a row list."""
+    n = row[COMPLETION_COUNT]
+    row[COMPLETION_COUNT] = n + 1
+    row[TOTAL_SCORE] += s
+    row[LAST_SCORE] = s
+    if n == 0:
+        row[REWARD_EMA] = s
+        row[EMA_SQUARED] = s * s
+    else:
+        row[REWARD_EMA] = (1 - a) * row[REWARD_EMA] + a * s
+        row[EMA_SQUARED] = (1 - a) * row[EMA_SQUARED] + a * (s * s)
+    if math.isnan(success_threshold):
+        threshold = row[SUCCESS_THRESHOLD]
+    else:
+        threshold = row[SUCCESS_THRESHOLD] = success_threshold
+    hit = 1.0 if s >= threshold else 0.0
+    row[SUCCESS_RATE_EMA] = hit if n == 0 else (1 - a) * row[SUCCESS_RATE_EMA] + a * hit
+    if bidirectional is None:
+        return
+    t = bidirectional.fast_timescale
+    u = bidirectional.slow_timescale
+    if bidirectional.use_baseline_normalization:
+        if row[RANDOM_BASELINE] == 0.0:
+            row[RANDOM_BASELINE] = min(s, 0.75)
+        baseline = row[RANDOM_BASELINE]
+        x = max(s - baseline, 0.0) / max(1.0 - baseline, 1e-10)
+    else:
+        x = s
+    if row[P_FAST] == 0.0 and row[P_SLOW] == 0.0:
+        row[P_FAST] = row[P_SLOW] = x
+        row[P_TRUE] = s
+    else:
+        row[P_FAST] = x * t + row[P_FAST] * (1.0 - t)
+        row[P_SLOW] = x * u + row[P_SLOW] * (1.0 - u)
+        row[P_TRUE] = s * t + row[P_TRUE] * (1.0 - t)

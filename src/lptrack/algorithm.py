@@ -1,0 +1,389 @@
+"""``LearningProgressAlgorithm``: the curriculum's decisions on top of the tracker and scorer.
+
+It scores tasks, recommends evictions, and keeps per-label bookkeeping
+(sampling and eviction counts, a FIFO of labels no longer in the pool).  Label
+bookkeeping is per algorithm instance; the rows (and, on the native engine,
+the label strings) are shared.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+import weakref
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+import numpy as np
+
+from lptrack import _table as col
+from lptrack._lpmath import gini
+from lptrack.config import LearningProgressConfig
+from lptrack.scorers import BasicLPScorer, BidirectionalLPScorer, LPScorer
+from lptrack.tracker import check_capacity, check_finite, check_task_id, create_task_tracker, label_hash
+
+UNKNOWN_LABEL = "unknown"
+
+
+class StatsLogger:
+    """Base of objects that report curriculum statistics as a flat ``{name: number}`` dict."""
+
+    def __init__(self, enable_detailed_logging: bool = False) -> None:
+        self.enable_detailed_logging = enable_detailed_logging
+
+    def get_base_stats(self) -> dict[str, float]:
+        return {}
+
+    def get_detailed_stats(self) -> dict[str, float]:
+        return {}
+
+    def stats(self, prefix: str = "") -> dict[str, float]:
+        """Base stats, plus detailed ones when enabled, each name prefixed with ``prefix``."""
+        stats = self.get_base_stats()
+        if self.enable_detailed_logging:
+            stats.update(self.get_detailed_stats())
+        return {f"{prefix}{name}": value for name, value in stats.items()}
+
+    def invalidate_cache(self) -> None:
+        """Nothing cached here; subclasses that cache drop it."""
+
+
+class NullStatsLogger(StatsLogger):
+    """Reports nothing."""
+
+
+class CurriculumTask:
+    """One task of the curriculum: an id, its environment config and its running score."""
+
+    def __init__(self, task_id: int, env_cfg: Any, slice_values: dict[str, Any] | None = None) -> None:
+        self._task_id = task_id
+        self._env_cfg = env_cfg
+        self._slice_values = {} if slice_values is None else slice_values
+        self._num_completions = 0
+        self._total_score = 0.0
+        self._mean_score = 0.0
+
+    def get_label(self) -> str:
+        """``env_cfg.label`` as a str (``env_cfg["label"]`` for mappings); "unknown" when absent or None."""
+        if isinstance(self._env_cfg, Mapping):
+            label = self._env_cfg.get("label")
+        else:
+            label = getattr(self._env_cfg, "label", None)
+        return UNKNOWN_LABEL if label is None else str(label)
+
+    def get_env_cfg(self) -> Any:
+        return self._env_cfg
+
+    def get_slice_values(self) -> dict[str, Any]:
+        return self._slice_values
+
+    def complete(self, score: float) -> None:
+        self._num_completions += 1
+        self._total_score += score
+        self._mean_score = self._total_score / self._num_completions
+
+
+class LearningProgressAlgorithm(StatsLogger):
+    """The learning-progress curriculum (SPEC.md ``LearningProgressAlgorithm``)."""
+
+    def __init__(
+        self,
+        num_tasks: int,
+        stats_logger: StatsLogger | None = None,
+        hypers: LearningProgressConfig | None = None,
+    ) -> None:
+        self.num_tasks = check_capacity("num_tasks", num_tasks)
+        self.hypers = LearningProgressConfig() if hypers is None else hypers
+        super().__init__(enable_detailed_logging=self.hypers.show_curriculum_troubleshooting_logging)
+        self.stats_logger = NullStatsLogger() if stats_logger is None else stats_logger
+        self.performance_mode = self.hypers.performance_mode
+        self.task_tracker = create_task_tracker(
+            max_memory_tasks=self.hypers.num_active_tasks,
+            ema_alpha=self.hypers.task_tracker_ema_alpha,
+            use_shared_memory=self.hypers.use_shared_memory,
+            default_success_threshold=self.hypers.task_default_success_threshold,
+            default_generator_type=self.hypers.task_default_generator_type,
+            _session_id=self.hypers.session_id,
+            enable_task_list_cache=self.hypers.perf_cache_task_list,
+            engine=self.hypers.engine,
+        )
+        scorer_class = BidirectionalLPScorer if self.hypers.use_bidirectional else BasicLPScorer
+        self.scorer: LPScorer = scorer_class(self.hypers, self.task_tracker)
+        self._curriculum: Any = None
+        self._late_updates = 0
+        self._label_task_counts: dict[str, int] = {}
+        self._label_sampling_counts: dict[str, int] = {}
+        self._label_eviction_counts: dict[str, int] = {}  # cumulative
+        self._epoch_eviction_counts: dict[str, int] = {}
+        self._inactive_labels: dict[str, None] = {}  # insertion-ordered set: the FIFO
+        self._finalizer = self._make_finalizer()
+
+    def _make_finalizer(self) -> weakref.finalize | None:
+        """Clean the shared segment up when the creating algorithm is collected."""
+        if not self.task_tracker.is_shared:
+            return None
+        return weakref.finalize(self, self.task_tracker.cleanup_shared_memory)
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = self.__dict__.copy()
+        del state["_finalizer"]
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self._finalizer = None  # the receiving process only attached
+
+    # -- scoring ------------------------------------------------------------------------------
+    def score_tasks(self, task_ids: Iterable[int]) -> dict[int, float]:
+        tracker = self.task_tracker
+        score = self.scorer.score_task
+        return {task_id: score(task_id, tracker) for task_id in task_ids}
+
+    def get_task_score(self, task_id: int) -> float:
+        return self.scorer.score_task(task_id, self.task_tracker)
+
+    def recommend_eviction(self, task_ids: list[int], min_presentations: int = 5) -> int | None:
+        """The lowest-scoring evictable task (first in ``task_ids`` order on ties), or None.
+
+        Evictable: tracked, at least ``min_presentations`` completions, and a
+        score at or below the ``eviction_threshold_percentile`` of the scores.
+        """
+        if not task_ids:
+            return None
+        scores = self.score_tasks(task_ids)
+        ordered = sorted(scores.values())
+        threshold = ordered[max(0, int(len(ordered) * self.hypers.eviction_threshold_percentile))]
+        if len(task_ids) <= 1:
+            return None
+        best: int | None = None
+        best_score = math.inf
+        for task_id in task_ids:
+            score = scores[task_id]
+            if score > threshold or score >= best_score:
+                continue
+            stats = self.task_tracker.get_task_stats(task_id)
+            if stats is not None and stats["completion_count"] >= min_presentations:
+                best, best_score = task_id, score
+        return best
+
+    def should_evict_task(self, task_id: int, min_presentations: int) -> bool:
+        """Always False: eviction goes through ``recommend_eviction``."""
+        return False
+
+    # -- pool events ----------------------------------------------------------------------------
+    def on_task_created(self, task: CurriculumTask) -> None:
+        """Track the task; when it got a slot, give it exploration_bonus and record its label."""
+        task_id = check_task_id(task._task_id)
+        previous_label = self.task_tracker.get_task_label(task_id)
+        self.task_tracker.track_task_creation(task_id)
+        if self.task_tracker.get_task_index(task_id) is None:
+            return  # pool full
+        self.task_tracker.update_lp_score(task_id, self.hypers.exploration_bonus)
+        label = task.get_label()
+        self.task_tracker.set_task_label(task_id, label)
+        if previous_label != label:
+            if previous_label is not None:
+                self._label_left_pool(previous_label)
+            self._label_joined_pool(label)
+
+    def on_task_evicted(self, task_id: int) -> None:
+        """Remove the task, count its eviction under its label, and count the event for the scorer."""
+        task_id = check_task_id(task_id)
+        if self.task_tracker.get_task_index(task_id) is None:
+            return
+        label = self.task_tracker.get_task_label(task_id)
+        self.task_tracker.remove_task(task_id)
+        self.scorer.remove_task(task_id)
+        if label is not None:
+            self._label_eviction_counts[label] = self._label_eviction_counts.get(label, 0) + 1
+            self._epoch_eviction_counts[label] = self._epoch_eviction_counts.get(label, 0) + 1
+            self._label_left_pool(label)
+
+    def _label_joined_pool(self, label: str) -> None:
+        self._label_task_counts[label] = self._label_task_counts.get(label, 0) + 1
+        self._inactive_labels.pop(label, None)
+
+    def _label_left_pool(self, label: str) -> None:
+        """One task of ``label`` left; the last one moves the label to the inactive FIFO."""
+        remaining = self._label_task_counts.get(label, 0) - 1
+        if remaining > 0:
+            self._label_task_counts[label] = remaining
+            return
+        self._label_task_counts.pop(label, None)
+        self._inactive_labels[label] = None
+        while len(self._inactive_labels) > self.hypers.max_inactive_labels_retained:
+            oldest = next(iter(self._inactive_labels))
+            del self._inactive_labels[oldest]
+            self._label_eviction_counts.pop(oldest, None)
+
+    def on_task_sampled(self, task_id: int) -> None:
+        label = self.task_tracker.get_task_label(task_id)
+        if label is not None:
+            self._label_sampling_counts[label] = self._label_sampling_counts.get(label, 0) + 1
+
+    def update_task_performance(self, task_id: int, score: float) -> None:
+        """Record a score; a score for a task no longer tracked is ignored and counted as late."""
+        task_id = check_task_id(task_id)
+        score = check_finite("score", score)
+        if self.task_tracker.get_task_index(task_id) is None:
+            self._late_updates += 1
+            return
+        self.task_tracker.update_task_performance_with_bidirectional_emas(task_id, score, scorer=self.scorer)
+        self.scorer.update_with_score(task_id, score)
+
+    # -- label bookkeeping ------------------------------------------------------------------------
+    def get_evictions(self) -> dict[str, int]:
+        """Evictions per label in the current epoch."""
+        return dict(self._epoch_eviction_counts)
+
+    def get_and_reset_evictions(self) -> dict[str, int]:
+        evictions, self._epoch_eviction_counts = self._epoch_eviction_counts, {}
+        return evictions
+
+    def get_and_reset_sampling_counts(self) -> dict[str, int]:
+        counts, self._label_sampling_counts = self._label_sampling_counts, {}
+        return counts
+
+    def on_epoch_end(self) -> None:
+        self._label_sampling_counts = {}
+        self._epoch_eviction_counts = {}
+
+    def get_pool_composition_stats(self) -> dict[str, dict[str, int]]:
+        return {
+            "pool_composition": dict(self._label_task_counts),
+            "sampling_counts": dict(self._label_sampling_counts),
+        }
+
+    # -- statistics ----------------------------------------------------------------------------------
+    def stats(self, prefix: str = "") -> dict[str, float]:
+        """Base and detailed stats (plus Gini coefficients with troubleshooting logging); {} in performance mode."""
+        if self.performance_mode:
+            return {}
+        stats = self.get_base_stats()
+        stats.update(self.get_detailed_stats())
+        if self.hypers.show_curriculum_troubleshooting_logging:
+            stats.update(self.calculate_gini_coefficients())
+        return {f"{prefix}{name}": value for name, value in stats.items()}
+
+    def get_base_stats(self) -> dict[str, float]:
+        global_stats = self.task_tracker.get_global_stats()
+        stats: dict[str, float] = {
+            "num_tasks": self.num_tasks,
+            "tracker/mean_score": global_stats["mean_score"],
+            "tracker/total_completions": global_stats["total_completions"],
+            "late_updates": self._late_updates,
+        }
+        if self.performance_mode:
+            return stats
+        for prefix, counts in (
+            ("pool_composition", self._label_task_counts),
+            ("sampling_counts", self._label_sampling_counts),
+            ("eviction_counts", self._label_eviction_counts),
+        ):
+            stats.update({f"{prefix}/{label}": count for label, count in counts.items()})
+        return stats
+
+    def get_detailed_stats(self) -> dict[str, float]:
+        return {f"lp/{name}": value for name, value in self.scorer.get_stats().model_dump().items()}
+
+    def calculate_gini_coefficients(self) -> dict[str, float]:
+        """Inequality of the pool (completions, lp scores, labels) and the spread of task ages."""
+        rows = self.task_tracker.snapshot_rows()
+        ages = time.time() - rows[:, col.CREATION_TIME]
+        return {
+            "curriculum_gini/pool_occupancy": gini(rows[:, col.COMPLETION_COUNT]),
+            "curriculum_gini/raw_lp_scores": gini(rows[:, col.LP_SCORE]),
+            "curriculum_gini/pool_composition_by_label": gini(_counts(self._label_task_counts)),
+            "curriculum_gini/sampling_by_label": gini(_counts(self._label_sampling_counts)),
+            "curriculum_gini/evictions_by_label": gini(_counts(self._label_eviction_counts)),
+            "debug/task_age_mean": float(ages.mean()) if ages.size else 0.0,
+            "debug/task_age_min": float(ages.min()) if ages.size else 0.0,
+            "debug/task_age_max": float(ages.max()) if ages.size else 0.0,
+        }
+
+    def set_curriculum_reference(self, curriculum: Any) -> None:
+        self._curriculum = curriculum
+
+    def invalidate_cache(self) -> None:
+        """Mark the distribution stale now."""
+        self.scorer.invalidate_cache()
+
+    # -- checkpoints ------------------------------------------------------------------------------------
+    def get_state(self) -> dict[str, Any]:
+        return {
+            "type": self.hypers.algorithm_type(),
+            "hypers": self.hypers.model_dump(),
+            "task_tracker": self.task_tracker.get_state(),
+            "scorer": self.scorer.get_state(),
+            "label_tracking": {
+                "label_sampling_counts": dict(self._label_sampling_counts),
+                "label_eviction_counts": dict(self._label_eviction_counts),
+                "active_labels": list(self._label_task_counts),
+                "inactive_labels_fifo": list(self._inactive_labels),
+            },
+        }
+
+    def load_state(self, state: Mapping[str, Any]) -> None:
+        """Restore tracker, scorer and label bookkeeping; the checkpoint is validated before anything changes."""
+        if not isinstance(state, Mapping) or "task_tracker" not in state:
+            raise ValueError("an algorithm checkpoint must be a mapping with a 'task_tracker' entry")
+        tracking = _parse_label_tracking(state.get("label_tracking", {}))
+        self.task_tracker.load_state(state["task_tracker"])
+        self.scorer.load_state(state.get("scorer", {}))
+        sampling, evictions, active_labels, inactive = tracking
+        self._label_sampling_counts = sampling
+        self._label_eviction_counts = evictions
+        self._epoch_eviction_counts = {}
+        self._inactive_labels = dict.fromkeys(inactive)
+        self._label_task_counts = {}
+        labels_by_hash = {label_hash(label): label for label in active_labels}
+        for task_id, entry in self.task_tracker.get_state()["task_memory"].items():
+            label = labels_by_hash.get(int(entry["label_hash"]))
+            if label is not None:
+                self.task_tracker.set_task_label(task_id, label)
+                self._label_task_counts[label] = self._label_task_counts.get(label, 0) + 1
+            if entry["completion_count"] == 0:
+                self.task_tracker.update_lp_score(task_id, self.hypers.exploration_bonus)
+
+    def cleanup_shared_memory(self) -> None:
+        if self._finalizer is not None:
+            self._finalizer()
+        else:
+            self.task_tracker.cleanup_shared_memory()
+
+
+def _counts(counts: dict[str, int]) -> np.ndarray:
+    return np.fromiter(counts.values(), dtype=np.float64, count=len(counts))
+
+
+def _parse_label_tracking(
+    tracking: object,
+) -> tuple[dict[str, int], dict[str, int], list[str], list[str]]:
+    """Validate the label_tracking part of a checkpoint (all keys optional)."""
+    if not isinstance(tracking, Mapping):
+        raise TypeError(f"label_tracking must be a mapping, got {type(tracking).__name__}")
+
+    def label_counts(key: str) -> dict[str, int]:
+        counts = tracking.get(key, {})
+        if not isinstance(counts, Mapping) or not all(
+            isinstance(label, str) and isinstance(count, int) and not isinstance(count, bool) and count >= 0
+            for label, count in counts.items()
+        ):
+            raise ValueError(f"label_tracking[{key!r}] must map labels (str) to non-negative ints")
+        return dict(counts)
+
+    def labels(key: str) -> list[str]:
+        values = tracking.get(key, [])
+        if isinstance(values, (str, bytes)) or not isinstance(values, Iterable):
+            raise ValueError(f"label_tracking[{key!r}] must be a collection of labels")
+        values = list(values)
+        if not all(isinstance(label, str) for label in values):
+            raise ValueError(f"label_tracking[{key!r}] must hold str labels")
+        return values
+
+    return (
+        label_counts("label_sampling_counts"),
+        label_counts("label_eviction_counts"),
+        labels("active_labels"),
+        labels("inactive_labels_fifo"),
+    )

@@ -1,0 +1,109 @@
+"""The ``lptrack`` command line (also ``python -m lptrack``)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+
+from . import benchmark
+
+#: ``--quick``: a smoke run of every algorithm, well under 30 s on 2 cores.
+QUICK = dict(tasks=200, episodes_per_epoch=400, epochs=3)
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
+    return value
+
+
+def _algorithm_list(text: str) -> tuple[str, ...]:
+    names = tuple(a.strip() for a in text.split(",") if a.strip())
+    unknown = [a for a in names if a not in benchmark.ALGORITHMS]
+    if unknown or not names:
+        raise argparse.ArgumentTypeError(
+            f"choose from {','.join(benchmark.ALGORITHMS)}; got {text!r}"
+        )
+    return names
+
+
+def _add_bench_parser(subparsers: argparse._SubParsersAction) -> None:
+    defaults = benchmark.BenchConfig()
+    p = subparsers.add_parser(
+        "bench",
+        help="time a trainer's episode loop: uniform vs learning progress, before and after",
+        description=benchmark.__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("--tasks", type=_positive_int, default=None,
+                   help=f"pool size (default {defaults.tasks})")
+    p.add_argument("--episodes-per-epoch", type=_positive_int, default=None,
+                   help=f"episodes per epoch, over all workers (default {defaults.episodes_per_epoch})")
+    p.add_argument("--epochs", type=_positive_int, default=None,
+                   help=f"epochs per algorithm (default {defaults.epochs})")
+    p.add_argument("--workers", type=_positive_int, default=defaults.workers,
+                   help="processes sharing one session (default %(default)s)")
+    p.add_argument("--batch", type=_positive_int, default=defaults.batch,
+                   help="perf_invalidation_batch_size of lp-native (default %(default)s)")
+    p.add_argument("--algorithms", type=_algorithm_list, default=defaults.algorithms,
+                   help=f"comma list of {','.join(benchmark.ALGORITHMS)} (default: all)")
+    p.add_argument("--seed", type=int, default=defaults.seed, help="default %(default)s")
+    p.add_argument("--json", metavar="PATH", help="write config, per-epoch rows and summary as JSON")
+    p.add_argument("--plot", metavar="PATH", help="write a PNG of episodes/s per epoch (needs lptrack[plot])")
+    p.add_argument("--quick", action="store_true",
+                   help=f"a short smoke run ({QUICK['tasks']} tasks, {QUICK['episodes_per_epoch']} "
+                        f"episodes x {QUICK['epochs']} epochs) unless those are given")
+    p.set_defaults(func=_cmd_bench)
+
+
+def _cmd_bench(args: argparse.Namespace) -> int:
+    sized = {
+        name: getattr(args, name)
+        for name in ("tasks", "episodes_per_epoch", "epochs")
+        if getattr(args, name) is not None
+    }
+    base = QUICK if args.quick else {}
+    config = benchmark.BenchConfig(
+        **{**base, **sized},
+        workers=args.workers,
+        batch=args.batch,
+        algorithms=args.algorithms,
+        seed=args.seed,
+    )
+    if args.plot:
+        benchmark.require_matplotlib()
+    result = benchmark.run_bench(config)
+    print(benchmark.format_table(result))
+    if args.json:
+        with open(args.json, "w", encoding="utf-8") as f:
+            json.dump(result.to_json(), f, indent=2)
+    if args.plot:
+        benchmark.write_plot(result, args.plot)
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="lptrack",
+        description="lptrack: a fast, multi-process learning-progress curriculum tracker",
+    )
+    subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    _add_bench_parser(subparsers)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return args.func(args)
+    except (ValueError, RuntimeError, OSError) as exc:
+        print(f"lptrack {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

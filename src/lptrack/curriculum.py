@@ -1,0 +1,328 @@
+"""The trainer-facing pool manager: create tasks until the pool is full, then evict and sample.
+
+``Curriculum`` drives any algorithm that implements :class:`PoolAlgorithm`: the
+learning-progress algorithm (``LearningProgressConfig``) or the uniform baseline
+(``DiscreteRandomCurriculumConfig``, the default).  The pool itself lives in the
+algorithm (for learning progress: the tracker's table, shared by every process
+of a session), so several worker processes each holding a ``Curriculum`` on one
+session draw from, evict from and fill one pool.
+"""
+
+from __future__ import annotations
+
+import random
+from typing import Any, Callable, Protocol
+
+from .algorithm import CurriculumTask, NullStatsLogger
+from .config import LearningProgressConfig
+
+#: Task ids are drawn uniformly from [1, 2**53): exactly representable in a float64 row.
+MAX_TASK_ID = 2**53
+
+
+class PoolAlgorithm(Protocol):
+    """What ``Curriculum`` needs of an algorithm (no per-task Python loops behind any of it)."""
+
+    def pool_size(self) -> int: ...
+    def pool_capacity(self) -> int: ...
+    def is_tracked(self, task_id: int) -> bool: ...
+    def on_task_created(self, task: CurriculumTask) -> None: ...
+    def on_task_evicted(self, task_id: int) -> None: ...
+    def on_task_sampled(self, task_id: int) -> None: ...
+    def recommend_pool_eviction(self, min_presentations: int) -> int | None: ...
+    def sample_pool_task(self, uniform: float) -> int | None: ...
+    def update_task_performance(self, task_id: int, score: float) -> None: ...
+    def stats(self, prefix: str = "") -> dict[str, float]: ...
+    def get_state(self) -> dict[str, Any]: ...
+    def load_state(self, state: dict[str, Any]) -> None: ...
+    def cleanup_shared_memory(self) -> None: ...
+
+
+class _DefaultEnvConfig:
+    """The environment config a task gets when no ``task_factory`` is given."""
+
+    label = "default"
+
+    def __init__(self, task_id: int) -> None:
+        self.task_id = task_id
+
+    def __repr__(self) -> str:
+        return f"_DefaultEnvConfig(task_id={self.task_id})"
+
+
+class DiscreteRandomCurriculumConfig:
+    """The uniform baseline: a per-process pool, sampled uniformly, never evicted."""
+
+    type = "discrete_random"
+
+    def algorithm_type(self) -> str:
+        return self.type
+
+    def model_dump(self) -> dict[str, Any]:
+        return {"type": self.type}
+
+    def create(self, num_tasks: int, stats_logger: Any = None) -> DiscreteRandomAlgorithm:
+        return DiscreteRandomAlgorithm(num_tasks)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, DiscreteRandomCurriculumConfig)
+
+    def __hash__(self) -> int:
+        return hash(self.type)
+
+    def __repr__(self) -> str:
+        return "DiscreteRandomCurriculumConfig()"
+
+
+class DiscreteRandomAlgorithm:
+    """Uniform sampling over a pool kept in this process (a list plus positions: O(1) ops)."""
+
+    def __init__(self, num_tasks: int) -> None:
+        if num_tasks <= 0:
+            raise ValueError(f"num_tasks must be > 0, got {num_tasks}")
+        self.num_tasks = num_tasks
+        self._task_ids: list[int] = []
+        self._position: dict[int, int] = {}
+        self._completions = 0
+        self._sum_scores = 0.0
+
+    def pool_size(self) -> int:
+        return len(self._task_ids)
+
+    def pool_capacity(self) -> int:
+        return self.num_tasks
+
+    def is_tracked(self, task_id: int) -> bool:
+        return task_id in self._position
+
+    def on_task_created(self, task: CurriculumTask) -> None:
+        task_id = task._task_id
+        if task_id in self._position or len(self._task_ids) >= self.num_tasks:
+            return
+        self._position[task_id] = len(self._task_ids)
+        self._task_ids.append(task_id)
+
+    def on_task_evicted(self, task_id: int) -> None:
+        position = self._position.pop(task_id, None)
+        if position is None:
+            return
+        last = self._task_ids.pop()
+        if last != task_id:
+            self._task_ids[position] = last
+            self._position[last] = position
+
+    def on_task_sampled(self, task_id: int) -> None:
+        pass
+
+    def recommend_pool_eviction(self, min_presentations: int) -> int | None:
+        return None
+
+    def sample_pool_task(self, uniform: float) -> int | None:
+        if not self._task_ids:
+            return None
+        return self._task_ids[int(uniform * len(self._task_ids))]
+
+    def update_task_performance(self, task_id: int, score: float) -> None:
+        self._completions += 1
+        self._sum_scores += score
+
+    def stats(self, prefix: str = "") -> dict[str, float]:
+        mean = self._sum_scores / self._completions if self._completions else 0.0
+        return {
+            f"{prefix}num_tasks": float(len(self._task_ids)),
+            f"{prefix}mean_score": mean,
+            f"{prefix}total_completions": float(self._completions),
+        }
+
+    def get_state(self) -> dict[str, Any]:
+        return {
+            "type": DiscreteRandomCurriculumConfig.type,
+            "task_ids": list(self._task_ids),
+            "completions": self._completions,
+            "sum_scores": self._sum_scores,
+        }
+
+    def load_state(self, state: dict[str, Any]) -> None:
+        task_ids = [int(t) for t in state["task_ids"]]
+        if len(task_ids) > self.num_tasks or len(set(task_ids)) != len(task_ids):
+            raise ValueError("checkpoint pool is larger than num_tasks or repeats a task id")
+        self._task_ids = task_ids
+        self._position = {t: i for i, t in enumerate(task_ids)}
+        self._completions = int(state.get("completions", 0))
+        self._sum_scores = float(state.get("sum_scores", 0.0))
+
+    def cleanup_shared_memory(self) -> None:
+        pass
+
+
+class Curriculum:
+    """Hands out tasks for episodes and feeds their scores back to the algorithm.
+
+    Until the pool holds ``num_active_tasks`` tasks every ``get_task`` creates
+    one (ids random in [1, 2**53)).  Then each ``get_task`` evicts the task the
+    algorithm recommends (one with at least ``min_presentations_for_eviction``
+    scores) and creates a replacement, or else samples a task by score.  The
+    same seed gives the same task sequence.
+    """
+
+    def __init__(
+        self,
+        algorithm_config: LearningProgressConfig | DiscreteRandomCurriculumConfig | None = None,
+        num_active_tasks: int = 1000,
+        task_factory: Callable[[int], Any] | None = None,
+        min_presentations_for_eviction: int = 5,
+        seed: int = 0,
+    ) -> None:
+        if isinstance(num_active_tasks, bool) or not isinstance(num_active_tasks, int):
+            raise TypeError(f"num_active_tasks must be an int, got {num_active_tasks!r}")
+        if num_active_tasks <= 0:
+            raise ValueError(f"num_active_tasks must be > 0, got {num_active_tasks}")
+        if min_presentations_for_eviction < 0:
+            raise ValueError(
+                f"min_presentations_for_eviction must be >= 0, got {min_presentations_for_eviction}"
+            )
+        if algorithm_config is None:
+            algorithm_config = DiscreteRandomCurriculumConfig()
+        if isinstance(algorithm_config, LearningProgressConfig):
+            if algorithm_config.num_active_tasks != num_active_tasks:
+                algorithm_config = algorithm_config.model_copy(
+                    update={"num_active_tasks": num_active_tasks}
+                )
+        elif not isinstance(algorithm_config, DiscreteRandomCurriculumConfig):
+            raise TypeError(
+                "algorithm_config must be a LearningProgressConfig, a "
+                f"DiscreteRandomCurriculumConfig or None, got {type(algorithm_config).__name__}"
+            )
+        self.algorithm_config = algorithm_config
+        self.num_active_tasks = num_active_tasks
+        self.min_presentations_for_eviction = min_presentations_for_eviction
+        self.seed = seed
+        self._task_factory = task_factory if task_factory is not None else _DefaultEnvConfig
+        self._rng = random.Random(seed)
+        self._algorithm: PoolAlgorithm = algorithm_config.create(num_active_tasks, NullStatsLogger())
+        # CurriculumTask objects of this process, by id; tasks created by other
+        # processes of a shared session are materialised on first sample.
+        self._tasks: dict[int, CurriculumTask] = {}
+        self._episodes = 0
+        self._created = 0
+        self._evicted = 0
+
+    @property
+    def algorithm(self) -> PoolAlgorithm:
+        return self._algorithm
+
+    def get_task(self) -> CurriculumTask:
+        """The task for the next episode."""
+        algorithm = self._algorithm
+        if algorithm.pool_size() < algorithm.pool_capacity():
+            task = self._create_task()
+        else:
+            evict_id = algorithm.recommend_pool_eviction(self.min_presentations_for_eviction)
+            if evict_id is not None:
+                self._evict_task(evict_id)
+                task = self._create_task()
+            else:
+                task = None
+        if task is None:
+            task = self._sample_task()
+        algorithm.on_task_sampled(task._task_id)
+        return task
+
+    def update_task_performance(self, task_id: int, score: float) -> None:
+        """Report the score of a finished episode of ``task_id``."""
+        self._algorithm.update_task_performance(task_id, score)
+        self._episodes += 1
+
+    def stats(self) -> dict[str, float]:
+        stats = {
+            "curriculum/episodes": float(self._episodes),
+            "curriculum/tasks_created": float(self._created),
+            "curriculum/tasks_evicted": float(self._evicted),
+            "curriculum/pool_size": float(self._algorithm.pool_size()),
+        }
+        stats.update(self._algorithm.stats("algorithm/"))
+        return stats
+
+    def get_state(self) -> dict[str, Any]:
+        return {
+            "num_active_tasks": self.num_active_tasks,
+            "min_presentations_for_eviction": self.min_presentations_for_eviction,
+            "seed": self.seed,
+            "rng_state": self._rng.getstate(),
+            "episodes": self._episodes,
+            "created": self._created,
+            "evicted": self._evicted,
+            "algorithm": self._algorithm.get_state(),
+        }
+
+    def load_state(self, state: dict[str, Any]) -> None:
+        """Restore a checkpoint of ``get_state``; the pool is checked before anything changes."""
+        for key in ("num_active_tasks", "rng_state", "algorithm"):
+            if key not in state:
+                raise ValueError(f"curriculum checkpoint lacks {key!r}")
+        if state["num_active_tasks"] != self.num_active_tasks:
+            raise ValueError(
+                f"checkpoint is for {state['num_active_tasks']} active tasks, "
+                f"this curriculum has {self.num_active_tasks}"
+            )
+        rng = random.Random()
+        rng.setstate(_as_rng_state(state["rng_state"]))
+        self._algorithm.load_state(state["algorithm"])
+        self._rng = rng
+        self._tasks.clear()
+        self._episodes = int(state.get("episodes", 0))
+        self._created = int(state.get("created", 0))
+        self._evicted = int(state.get("evicted", 0))
+
+    def close(self) -> None:
+        """Release the algorithm's shared memory (the session's creator removes the segment)."""
+        self._algorithm.cleanup_shared_memory()
+        self._tasks.clear()
+
+    def __enter__(self) -> Curriculum:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    # -- internals -------------------------------------------------------------
+    def _create_task(self) -> CurriculumTask | None:
+        """Create and track a new task; None when another process filled the pool first."""
+        task_id = self._rng.randrange(1, MAX_TASK_ID)
+        while task_id in self._tasks or self._algorithm.is_tracked(task_id):
+            task_id = self._rng.randrange(1, MAX_TASK_ID)
+        task = CurriculumTask(task_id, self._task_factory(task_id))
+        self._algorithm.on_task_created(task)
+        if not self._algorithm.is_tracked(task_id):
+            return None
+        self._remember(task)
+        self._created += 1
+        return task
+
+    def _remember(self, task: CurriculumTask) -> None:
+        """Cache a task object; drop the ones other processes evicted once the cache doubles."""
+        self._tasks[task._task_id] = task
+        if len(self._tasks) > 2 * self.num_active_tasks:
+            is_tracked = self._algorithm.is_tracked
+            self._tasks = {t: cached for t, cached in self._tasks.items() if is_tracked(t)}
+
+    def _evict_task(self, task_id: int) -> None:
+        self._algorithm.on_task_evicted(task_id)
+        self._tasks.pop(task_id, None)
+        self._evicted += 1
+
+    def _sample_task(self) -> CurriculumTask:
+        task_id = self._algorithm.sample_pool_task(self._rng.random())
+        if task_id is None:
+            raise RuntimeError("the curriculum's pool is empty and no task could be created")
+        task = self._tasks.get(task_id)
+        if task is None:
+            task = CurriculumTask(task_id, self._task_factory(task_id))
+            self._remember(task)
+        return task
+
+
+def _as_rng_state(state: Any) -> tuple:
+    """``random.Random.getstate()`` survives JSON as nested lists: turn them back into tuples."""
+    version, internal, gauss_next = state
+    return (version, tuple(internal), gauss_next)

@@ -1,0 +1,160 @@
+"""Learning-progress scorers: task rows -> sampling scores.
+
+The bidirectional scorer's distribution is one table pass
+(``TaskTracker.compute_lp_distribution``), recomputed lazily and at most once
+per ``perf_invalidation_batch_size`` updates and evictions (SPEC.md,
+deliberate change 1).
+"""
+
+from __future__ import annotations
+
+import abc
+import dataclasses
+import math
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from lptrack import _table as col
+from lptrack._lpmath import learning_progress
+from lptrack._table import DistributionParams
+
+if TYPE_CHECKING:
+    from lptrack.config import LearningProgressConfig
+    from lptrack.tracker import TaskTracker
+
+
+@dataclass
+class LPScorerStats:
+    """Summary of the current learning-progress distribution."""
+
+    mean_learning_progress: float = 0.0
+    mean_lp_score: float = 0.0
+    mean_task_success_rate: float = 0.0
+    mean_sample_prob: float = 0.0
+    num_zeros_lp_dist: int = 0
+
+    def model_dump(self) -> dict[str, float]:
+        return dataclasses.asdict(self)
+
+
+class LPScorer(abc.ABC):
+    """Turns a tracker's rows into per-task scores."""
+
+    def __init__(self, config: LearningProgressConfig, tracker: TaskTracker) -> None:
+        self.config = config
+        self.tracker = tracker
+
+    @abc.abstractmethod
+    def score_task(self, task_id: int, tracker: TaskTracker) -> float:
+        """The task's sampling score (exploration_bonus while it has too few samples)."""
+
+    def update_with_score(self, task_id: int, score: float) -> None:
+        """Note that ``task_id`` got a score (its row is already updated by the tracker)."""
+
+    def remove_task(self, task_id: int) -> None:
+        """Note that ``task_id`` left the pool."""
+
+    def get_stats(self) -> LPScorerStats:
+        return LPScorerStats()
+
+    def get_state(self) -> dict[str, Any]:
+        return {}
+
+    def load_state(self, state: dict[str, Any]) -> None:
+        """Scorers keep nothing beyond the rows; subclasses reset their caches here."""
+
+    def invalidate_cache(self) -> None:
+        """Drop anything derived from the rows."""
+
+
+class BidirectionalLPScorer(LPScorer):
+    """Scores from the fast/slow success EMAs (p_fast, p_slow) through the LP distribution."""
+
+    def __init__(self, config: LearningProgressConfig, tracker: TaskTracker) -> None:
+        super().__init__(config, tracker)
+        self._stale_dist = True
+        self._pending_events = 0
+
+    def _distribution_params(self) -> DistributionParams:
+        config = self.config
+        return DistributionParams(
+            early_progress_amplification=config.early_progress_amplification,
+            progress_smoothing=config.progress_smoothing,
+            performance_bonus_weight=config.performance_bonus_weight,
+            lp_score_temperature=config.lp_score_temperature,
+            z_score_amplification=config.z_score_amplification,
+        )
+
+    def _record_event(self) -> None:
+        """Count an update or eviction; every ``perf_invalidation_batch_size``-th marks the distribution stale."""
+        self._pending_events += 1
+        if self._pending_events >= self.config.perf_invalidation_batch_size:
+            self._pending_events = 0
+            self._stale_dist = True
+
+    @property
+    def is_stale(self) -> bool:
+        """Whether the next score of a task with enough samples recomputes the distribution."""
+        return self._stale_dist
+
+    def score_task(self, task_id: int, tracker: TaskTracker) -> float:
+        stats = tracker.get_task_stats(task_id)
+        if stats is None or stats["completion_count"] < self.config.min_samples_for_lp:
+            return self.config.exploration_bonus
+        if not self._stale_dist:
+            return stats["lp_score"]
+        tracker.compute_lp_distribution(self._distribution_params())
+        self._stale_dist = False
+        stats = tracker.get_task_stats(task_id)
+        return self.config.exploration_bonus if stats is None else stats["lp_score"]
+
+    def update_with_score(self, task_id: int, score: float) -> None:
+        self._record_event()
+
+    def remove_task(self, task_id: int) -> None:
+        self._record_event()
+
+    def get_stats(self) -> LPScorerStats:
+        rows = self.tracker.snapshot_rows()
+        if rows.shape[0] == 0:
+            return LPScorerStats()
+        lp = learning_progress(rows[:, col.P_FAST], rows[:, col.P_SLOW], self.config.early_progress_amplification)
+        seen = rows[rows[:, col.COMPLETION_COUNT] > 0]
+        if seen.shape[0] == 0:
+            return LPScorerStats(mean_learning_progress=float(np.mean(lp)))
+        lp_scores = seen[:, col.LP_SCORE]
+        mean_lp_score = float(np.mean(lp_scores))
+        return LPScorerStats(
+            mean_learning_progress=float(np.mean(lp)),
+            mean_lp_score=mean_lp_score,
+            mean_task_success_rate=float(np.mean(seen[:, col.SUCCESS_RATE_EMA])),
+            mean_sample_prob=mean_lp_score,
+            num_zeros_lp_dist=int(np.count_nonzero(lp_scores == 0.0)),
+        )
+
+    def get_state(self) -> dict[str, Any]:
+        # The distribution lives in the rows; a restored scorer recomputes it before use.
+        return {"stale_dist": True}
+
+    def load_state(self, state: dict[str, Any]) -> None:
+        self.invalidate_cache()
+
+    def invalidate_cache(self) -> None:
+        """Mark the distribution stale now (an explicit request, not a batched event)."""
+        self._stale_dist = True
+        self._pending_events = 0
+
+
+class BasicLPScorer(LPScorer):
+    """Scores by the spread of a task's scores: sqrt(E[s^2] - E[s]^2) from its EMAs."""
+
+    def score_task(self, task_id: int, tracker: TaskTracker) -> float:
+        stats = tracker.get_task_stats(task_id)
+        if stats is None or stats["completion_count"] < 2:
+            return self.config.exploration_bonus
+        if stats["completion_count"] < self.config.min_samples_for_lp:
+            return self.config.exploration_bonus
+        reward_ema = stats["reward_ema"]
+        return math.sqrt(max(0.0, stats["ema_squared"] - reward_ema * reward_ema))
