@@ -131,7 +131,7 @@ def test_an_exiting_child_leaves_the_segment_in_place(shared, context):
 
 
 @pytest.mark.parametrize("method", ["fork", "spawn"])
-def test_no_resource_tracker_warnings_from_attachers(session_id, method):
+def test_no_resource_tracker_warnings_from_attachers(session_id, method, tmp_path):
     """A whole program: its creator spawns an attaching child, a separate
     interpreter attaches too, everybody exits; nobody warns, the segment goes
     exactly when the creator unlinks it."""
@@ -160,8 +160,10 @@ def test_no_resource_tracker_warnings_from_attachers(session_id, method):
             assert not Path("/dev/shm", table.segment_name).exists()
         """
     )
+    script = tmp_path / "program.py"  # spawn re-imports __main__ from a file
+    script.write_text(program)
     result = subprocess.run(
-        [sys.executable, "-W", "error", "-c", program],
+        [sys.executable, "-W", "error", str(script)],
         capture_output=True, text=True, timeout=120,
     )
     assert result.returncode == 0, result.stderr

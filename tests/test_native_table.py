@@ -471,6 +471,15 @@ def test_attacher_gives_up_on_a_segment_never_initialised(session_id, monkeypatc
         _shm.close_segment(segment)
 
 
+def test_unpickling_a_removed_shared_table_fails_at_once(session_id):
+    table = NativeTable(CAPACITY, session_id=session_id)
+    handle = pickle.dumps(table)
+    table.close()
+    table.unlink()
+    with pytest.raises(SegmentError, match="does not exist"):
+        pickle.loads(handle)
+
+
 def test_shared_table_pickles_into_an_attachment(shared):
     clone = pickle.loads(pickle.dumps(shared))
     try:

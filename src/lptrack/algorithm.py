@@ -166,6 +166,34 @@ class LearningProgressAlgorithm(StatsLogger):
                 best, best_score = task_id, score
         return best
 
+    # -- the pool, for Curriculum --------------------------------------------------------------
+    def pool_size(self) -> int:
+        """Tasks in the pool (of every process of a shared session)."""
+        return len(self.task_tracker._task_id_to_index)
+
+    def pool_capacity(self) -> int:
+        return self.task_tracker.max_memory_tasks
+
+    def is_tracked(self, task_id: int) -> bool:
+        return self.task_tracker.get_task_index(task_id) is not None
+
+    def recommend_pool_eviction(self, min_presentations: int) -> int | None:
+        """``recommend_eviction`` over the whole pool."""
+        return self.recommend_eviction(self.task_tracker.get_all_tracked_tasks(), min_presentations)
+
+    def sample_pool_task(self, uniform: float) -> int | None:
+        """A pool task drawn with probability proportional to its score; ``uniform`` in [0, 1)."""
+        task_ids = self.task_tracker.get_all_tracked_tasks()
+        if not task_ids:
+            return None
+        scores = self.score_tasks(task_ids)
+        cumulative = np.cumsum(np.fromiter(scores.values(), dtype=np.float64, count=len(scores)))
+        total = cumulative[-1]
+        if not total > 0.0:
+            return task_ids[int(uniform * len(task_ids))]
+        position = int(np.searchsorted(cumulative, uniform * total, side="right"))
+        return task_ids[min(position, len(task_ids) - 1)]
+
     def should_evict_task(self, task_id: int, min_presentations: int) -> bool:
         """Always False: eviction goes through ``recommend_eviction``."""
         return False

@@ -1,0 +1,294 @@
+/* lpt_segment.h: the shared segment: layout, create/attach, task index, free
+ * stack, active list, label registry, crash recovery and the pool operations.
+ *
+ * Keep in sync with src/lptrack/lpt_segment.pxd.
+ *
+ * A segment is one contiguous, position-independent byte image (regions are
+ * found by offsets stored in the header, never by pointers), so it can live in
+ * POSIX shared memory mapped at different addresses by different processes, or
+ * in ordinary process memory for a local table.  Layout, in order:
+ *
+ *   header       lpt_header (1024 bytes): identity, pool state, counters,
+ *                crash-recovery record, the lock in its own cache line
+ *   index        index_size x lpt_index_entry: task id -> slot, open addressing
+ *                with linear probing and backward-shift deletion (no
+ *                tombstones); index_size is a power of two >= 2 * capacity, so
+ *                the load factor never exceeds 1/2 and every probe ends
+ *   free stack   capacity x int64: free slots, top at header.free_top
+ *   active list  capacity x int64: the dense list of active slots, then
+ *   active pos   capacity x int64: each slot's position in it (-1 when free);
+ *                removal swaps the last entry into the hole
+ *   label index  label_index_size x lpt_label_entry: label hash -> arena span
+ *   label arena  label_arena_bytes of UTF-8, append-only
+ *   undo row     row_width x float64: the row being changed, for crash recovery
+ *   rows         capacity x row_width x float64, 64-byte aligned: the source
+ *                of truth; everything above except labels is rebuilt from them
+ *
+ * Row columns follow SPEC.md (TASK_ID = 0 ... LABEL_HASH = 17); a row whose
+ * TASK_ID is 0.0 is free.  Every pool change is O(1) under the lock; only
+ * clear and rebuild scan the capacity.
+ *
+ * Functions named *_locked require the caller to hold the segment lock
+ * (lpt_segment_lock / lpt_segment_trylock) and never wait.
+ */
+#ifndef LPT_SEGMENT_H
+#define LPT_SEGMENT_H
+
+#include <stdatomic.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "lpt_lock.h"
+
+/* "LPTRACK" + format byte, read as a little-endian uint64.  Written last by
+ * the creator, so an attacher that sees it sees an initialised segment. */
+#define LPT_MAGIC UINT64_C(0x014b43415254504c)
+/* Bump on any change to the header or the regions; attach refuses others. */
+#define LPT_LAYOUT_VERSION 1u
+#define LPT_HEADER_BYTES 1024u
+#define LPT_ALIGNMENT 64u
+#define LPT_HEADER_FIELDS_BYTES 240u /* checked in lpt_segment.c */
+
+/* Row columns the C core reads or writes (the full list is in SPEC.md). */
+enum lpt_column {
+    LPT_COL_TASK_ID = 0,
+    LPT_COL_CREATION_TIME = 1,
+    LPT_COL_COMPLETION_COUNT = 2,
+    LPT_COL_REWARD_EMA = 3,
+    LPT_COL_LP_SCORE = 4,
+    LPT_COL_SUCCESS_RATE_EMA = 5,
+    LPT_COL_TOTAL_SCORE = 6,
+    LPT_COL_LAST_SCORE = 7,
+    LPT_COL_SUCCESS_THRESHOLD = 8,
+    LPT_COL_SEED = 9,
+    LPT_COL_GENERATOR_TYPE = 10,
+    LPT_COL_EMA_SQUARED = 11,
+    LPT_COL_IS_ACTIVE = 12,
+    LPT_COL_P_FAST = 13,
+    LPT_COL_P_SLOW = 14,
+    LPT_COL_P_TRUE = 15,
+    LPT_COL_RANDOM_BASELINE = 16,
+    LPT_COL_LABEL_HASH = 17,
+    LPT_MIN_ROW_WIDTH = 18
+};
+
+/* Limits.  Task ids are integers in [1, 2**53) (exact in a float64 row). */
+#define LPT_MAX_TASK_ID ((INT64_C(1) << 53) - 1)
+#define LPT_MAX_CAPACITY (INT64_C(1) << 30)
+#define LPT_MAX_ROW_WIDTH 4096u
+/* The label registry holds max(LPT_LABELS_MIN, capacity) distinct labels and
+ * LPT_LABEL_BYTES_PER_LABEL bytes of UTF-8 per label on average (one label
+ * may use the whole arena; the arena is capped at 4 GiB).  Labels are never removed: a session that keeps
+ * inventing new labels eventually gets LPT_ERR_LABELS_FULL. */
+#define LPT_LABELS_MIN 1024u
+#define LPT_LABEL_BYTES_PER_LABEL 64u
+
+/* What the crash-recovery record says was in progress (header.undo_op). */
+enum lpt_op {
+    LPT_OP_NONE = 0,
+    LPT_OP_CLAIM = 1,
+    LPT_OP_RELEASE = 2,
+    LPT_OP_UPDATE = 3,
+    LPT_OP_SET_FIELDS = 4,
+    LPT_OP_EXTERNAL = 5 /* a row write from above the C core, under lock() */
+};
+
+typedef struct lpt_index_entry {
+    int64_t task_id; /* 0: empty */
+    int64_t slot;
+} lpt_index_entry;
+
+typedef struct lpt_label_entry {
+    _Atomic uint64_t key; /* label hash + 1 (hashes are < 2**53); 0: empty */
+    uint32_t offset; /* into the arena */
+    uint32_t length; /* bytes of UTF-8, no terminator */
+} lpt_label_entry;
+
+/* Sizes and offsets of a segment, a pure function of (capacity, row_width). */
+typedef struct lpt_layout {
+    uint64_t capacity;
+    uint64_t row_width;
+    uint64_t index_size;       /* power of two >= 2 * capacity */
+    uint64_t label_capacity;   /* distinct labels */
+    uint64_t label_index_size; /* power of two >= 2 * label_capacity */
+    uint64_t label_arena_bytes;
+    uint64_t off_index;
+    uint64_t off_free;
+    uint64_t off_active;
+    uint64_t off_active_pos;
+    uint64_t off_label_index;
+    uint64_t off_label_arena;
+    uint64_t off_undo_row;
+    uint64_t off_rows;
+    uint64_t total_bytes;
+} lpt_layout;
+
+typedef struct lpt_header {
+    /* identity: written once by the creator, magic last */
+    _Atomic uint64_t magic;
+    uint32_t layout_version;
+    uint32_t header_bytes;
+    int64_t creator_pid;
+    lpt_layout layout;
+
+    /* pool state, written under the lock (n_active and generation are also
+     * read without it, hence atomic) */
+    _Atomic uint64_t generation; /* bumped on every pool-membership change */
+    _Atomic uint64_t n_active;
+    uint64_t free_top;
+    uint64_t label_count;
+    uint64_t label_arena_used;
+
+    /* counters (written under the lock, read without it) */
+    _Atomic uint64_t n_updates;
+    _Atomic uint64_t n_recomputations;
+    _Atomic uint64_t n_lock_waits;
+    _Atomic uint64_t n_recoveries;
+
+    /* crash recovery: while undo_op != LPT_OP_NONE, undo row holds the
+     * pre-image of row undo_slot; a locker that inherits the lock from a dead
+     * holder restores it, then rebuilds the index from the rows */
+    _Atomic uint32_t undo_op;
+    uint32_t last_recovered_op;
+    int64_t undo_slot;
+
+    _Atomic int64_t lock_owner_pid; /* for error messages; 0 when free */
+
+    /* room to grow without moving the lock (a layout version bump still) */
+    uint8_t reserved[LPT_HEADER_BYTES - 2 * LPT_ALIGNMENT - LPT_HEADER_FIELDS_BYTES];
+
+    /* the lock, alone in its cache line, then one spare line */
+    _Alignas(LPT_ALIGNMENT) lpt_lock lock;
+    uint8_t reserved_tail[LPT_ALIGNMENT];
+} lpt_header;
+
+/* A process-local view of a segment: pointers into one mapping of it.
+ * Never stored in the segment. */
+typedef struct lpt_segment {
+    lpt_header *header;
+    lpt_index_entry *index;
+    int64_t *free_stack;
+    int64_t *active;
+    int64_t *active_pos;
+    lpt_label_entry *label_index;
+    char *label_arena;
+    double *undo_row;
+    double *rows;
+    int64_t capacity;
+    int64_t row_width;
+    uint64_t index_mask;
+    uint64_t label_mask;
+} lpt_segment;
+
+/* What a new row starts with (SPEC.md track_task_creation). */
+typedef struct lpt_new_task {
+    int64_t task_id;
+    double creation_time;
+    double success_threshold;
+    double seed;
+    double generator_type;
+} lpt_new_task;
+
+/* Header snapshot for inspection and tests (racy reads, no lock). */
+typedef struct lpt_stats {
+    uint64_t generation;
+    uint64_t n_active;
+    uint64_t n_updates;
+    uint64_t n_recomputations;
+    uint64_t n_lock_waits;
+    uint64_t n_recoveries;
+    uint64_t label_count;
+    int64_t creator_pid;
+    int64_t lock_owner_pid;
+    uint32_t last_recovered_op;
+    uint32_t layout_version;
+} lpt_stats;
+
+/* -- layout and lifecycle -------------------------------------------------- */
+
+/* The layout for (capacity, row_width); LPT_ERR_INVALID if out of limits. */
+int lpt_layout_compute(int64_t capacity, int64_t row_width, lpt_layout *out);
+
+/* Initialise a fresh segment in [base, base + size) and view it.  Writes every
+ * byte of the image, the magic last. */
+int lpt_segment_create(void *base, uint64_t size, int64_t capacity, int64_t row_width,
+                       int64_t creator_pid, lpt_segment *seg);
+
+/* View an existing segment, checking that it is one of (capacity, row_width)
+ * at this layout version.  Reads only.  *found receives what the header
+ * declares (for error messages) once the magic is present:
+ * LPT_ERR_NOT_READY (magic not written yet), LPT_ERR_NOT_LPTRACK,
+ * LPT_ERR_LAYOUT, LPT_ERR_INVALID (buffer too small for what it declares). */
+int lpt_segment_attach(void *base, uint64_t size, int64_t capacity, int64_t row_width,
+                       lpt_segment *seg, lpt_layout *found, uint32_t *found_version);
+
+/* Re-initialise the lock of a segment copied from another image (a local
+ * table restored from a pickle): the copied mutex state means nothing here. */
+int lpt_segment_reset_lock(lpt_segment *seg);
+
+void lpt_segment_stats(const lpt_segment *seg, lpt_stats *out);
+
+/* -- lock ------------------------------------------------------------------ */
+
+/* Both repair the segment if the previous holder died holding the lock
+ * (restore the undo row, rebuild from the rows: O(capacity), rare). */
+int lpt_segment_trylock(lpt_segment *seg);                    /* LPT_OK / LPT_BUSY */
+int lpt_segment_lock(lpt_segment *seg, int64_t timeout_ns);   /* counts a lock wait */
+int lpt_segment_unlock(lpt_segment *seg);
+
+/* Time n uncontended lock/unlock pairs of this segment's lock (the path every
+ * operation pays); *ns_per_pair receives the mean. */
+int lpt_segment_lock_bench(lpt_segment *seg, int64_t n, double *ns_per_pair);
+
+/* -- pool operations (lock held) ------------------------------------------- */
+
+/* Counters change only under the lock, so a plain load and store will do (no
+ * locked read-modify-write on the hot path); being atomic lets unlocked
+ * readers see whole values. */
+static inline void lpt_bump_locked(_Atomic uint64_t *counter)
+{
+    atomic_store_explicit(counter, atomic_load_explicit(counter, memory_order_relaxed) + 1,
+                          memory_order_relaxed);
+}
+
+static inline double *lpt_row(const lpt_segment *seg, int64_t slot)
+{
+    return seg->rows + slot * seg->row_width;
+}
+
+int64_t lpt_find_locked(const lpt_segment *seg, int64_t task_id);        /* slot or -1 */
+int64_t lpt_claim_locked(lpt_segment *seg, const lpt_new_task *task);   /* slot or -1 (full) */
+int lpt_release_locked(lpt_segment *seg, int64_t task_id);              /* 1 released, 0 absent */
+void lpt_clear_locked(lpt_segment *seg);                                 /* O(capacity) */
+void lpt_rebuild_locked(lpt_segment *seg);                               /* O(capacity) */
+int lpt_verify_locked(const lpt_segment *seg);                           /* O(capacity + index) */
+
+/* Copy the active slots and/or their task ids (either may be NULL) in
+ * active-list order; returns how many (header.n_active). */
+int64_t lpt_copy_active_locked(const lpt_segment *seg, int64_t *slots, int64_t *task_ids);
+
+/* Write {columns[i]: values[i]} into the task's row; LPT_ERR_INVALID for a
+ * column out of range or TASK_ID.  *slot = -1 (and nothing written) if the
+ * task is not tracked. */
+int lpt_set_fields_locked(lpt_segment *seg, int64_t task_id, const int64_t *columns,
+                          const double *values, int64_t n, int64_t *slot);
+
+/* Crash-recovery record around a row change: begin saves the row's
+ * pre-image, end discards it. */
+void lpt_undo_begin_locked(lpt_segment *seg, int64_t slot, uint32_t op);
+void lpt_undo_end_locked(lpt_segment *seg);
+
+/* -- labels ---------------------------------------------------------------- */
+
+/* Register `label` under `label_hash` (the first registration of a hash wins)
+ * and store the hash in the task's row; *slot = -1 (nothing changed) if the
+ * task is not tracked.  LPT_ERR_LABELS_FULL changes nothing. */
+int lpt_set_label_locked(lpt_segment *seg, int64_t task_id, uint64_t label_hash,
+                         const char *label, uint64_t length, int64_t *slot);
+
+/* The label registered under `label_hash`: 1 and its span, or 0.  Safe
+ * without the lock: entries are append-only and published key-last. */
+int lpt_label_lookup(const lpt_segment *seg, uint64_t label_hash, const char **label,
+                     uint64_t *length);
+
+#endif /* LPT_SEGMENT_H */

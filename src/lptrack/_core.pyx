@@ -1,0 +1,564 @@
+"""The native table engine: a thin Cython layer over the C core in ``csrc/``.
+
+``SegmentTable`` binds one mapping of a segment image (shared memory or a
+private buffer; ``lptrack._native`` decides which) and implements the
+``lptrack._table.Table`` operations, each one lock acquisition around O(1) C
+calls.  The lock is first tried with the GIL held, so an uncontended operation
+never releases the GIL; a real wait, and every loop over many rows, runs
+``with nogil``.  Every C status goes through ``_check``.
+"""
+
+cimport cython
+from cpython.buffer cimport (
+    PyBUF_FORMAT,
+    PyBUF_ND,
+    PyBUF_STRIDES,
+    PyBUF_WRITABLE,
+    PyBuffer_Release,
+    PyObject_GetBuffer,
+)
+from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize
+from cpython.tuple cimport PyTuple_Check, PyTuple_GET_ITEM, PyTuple_GET_SIZE
+from libc.math cimport isfinite
+from libc.stdint cimport int64_t, uint32_t, uint64_t, uintptr_t
+from libc.stdlib cimport free, malloc
+from libc.string cimport memcpy
+
+cimport numpy as cnp
+import numpy as np
+
+cimport lptrack.lpt_lock as lk
+cimport lptrack.lpt_segment as seg
+cimport lptrack.lpt_status as st
+cimport lptrack.lpt_update as upd
+
+from lptrack.errors import LayoutMismatchError, LockTimeoutError, SegmentError
+
+cnp.import_array()
+
+#: Version of the segment layout this build reads and writes.
+LAYOUT_VERSION = seg.LPT_LAYOUT_VERSION
+#: Largest task id: ids are integers in [1, MAX_TASK_ID], exact in a float64 row.
+MAX_TASK_ID = seg.LPT_MAX_TASK_ID
+#: Seconds a lock wait lasts when no timeout is given.  A hold is one row
+#: update or one distribution pass, so reaching it means a stuck holder.
+DEFAULT_LOCK_TIMEOUT = 10.0
+
+
+cdef int _check(int rc, SegmentTable table=None, str detail=None) except -1:
+    """Raise the exception that stands for a C status (LPT_OK passes)."""
+    if rc == st.LPT_OK:
+        return 0
+    message = st.lpt_status_message(rc).decode()
+    if detail:
+        message = f"{message}: {detail}"
+    if rc == st.LPT_ERR_LOCK_TIMEOUT:
+        holder = table.lock_owner_pid if table is not None else 0
+        raise LockTimeoutError(f"{message} (held by pid {holder})", holder)
+    if rc == st.LPT_ERR_LAYOUT:
+        raise LayoutMismatchError(message)
+    if rc == st.LPT_ERR_INVALID or rc == st.LPT_ERR_ALIGNMENT:
+        raise ValueError(message)
+    if rc == st.LPT_ERR_LABELS_FULL:
+        raise MemoryError(message)
+    if rc == st.LPT_ERR_LOCK_DEADLOCK or rc == st.LPT_ERR_LOCK_NOT_OWNER:
+        raise RuntimeError(message)
+    raise SegmentError(message)
+
+
+cdef inline int _check_task_id(int64_t task_id) except -1:
+    if task_id < 1 or task_id > seg.LPT_MAX_TASK_ID:
+        raise ValueError(f"task id {task_id} is outside [1, 2**53)")
+    return 0
+
+
+cdef seg.lpt_layout _layout(int64_t capacity, int64_t row_width) except *:
+    cdef seg.lpt_layout layout
+    _check(seg.lpt_layout_compute(capacity, row_width, &layout), None,
+           f"capacity {capacity} must be in [1, {seg.LPT_MAX_CAPACITY}] and "
+           f"row width {row_width} at least 18")
+    return layout
+
+
+def segment_bytes(int64_t capacity, int64_t row_width):
+    """Size in bytes of the segment of ``capacity`` rows of ``row_width`` float64."""
+    return _layout(capacity, row_width).total_bytes
+
+
+def aligned_image(Py_ssize_t nbytes):
+    """A zeroed, writable uint8 array of ``nbytes`` whose data is 64-byte aligned."""
+    cdef cnp.ndarray raw = np.zeros(nbytes + seg.LPT_ALIGNMENT, dtype=np.uint8)
+    cdef uintptr_t address = <uintptr_t>cnp.PyArray_DATA(raw)
+    cdef Py_ssize_t offset = <Py_ssize_t>((seg.LPT_ALIGNMENT - address % seg.LPT_ALIGNMENT)
+                                          % seg.LPT_ALIGNMENT)
+    return raw[offset:offset + nbytes]
+
+
+@cython.final
+@cython.auto_pickle(False)
+@cython.no_gc_clear  # the owner must outlive the views even in a collected cycle
+cdef class SegmentBuffer:
+    """Re-exports the bytes of ``source`` and keeps ``owner`` alive while any view
+    of them lives.
+
+    ``numpy.frombuffer(shm.buf)`` references only the mapping, so the
+    ``SharedMemory`` object could be collected, its ``close()`` failing on the
+    exported views, while arrays still point into the mapping.  Views taken
+    through a ``SegmentBuffer`` hold it and it holds ``owner``: the mapping is
+    released only after the last view is gone.
+    """
+
+    cdef object _owner
+    cdef Py_buffer _source
+    cdef bint _held
+    cdef Py_ssize_t _length
+    cdef Py_ssize_t _stride
+
+    def __cinit__(self, owner, source):
+        PyObject_GetBuffer(source, &self._source, PyBUF_WRITABLE)
+        self._held = True
+        self._owner = owner
+        self._length = self._source.len
+        self._stride = 1
+
+    def __getbuffer__(self, Py_buffer *view, int flags):
+        view.buf = self._source.buf
+        view.len = self._source.len
+        view.readonly = 0
+        view.itemsize = 1
+        view.format = NULL
+        if flags & PyBUF_FORMAT:
+            view.format = b"B"  # a C string literal: static storage
+        view.ndim = 1
+        view.shape = &self._length if flags & PyBUF_ND else NULL
+        view.strides = &self._stride if (flags & PyBUF_STRIDES) == PyBUF_STRIDES else NULL
+        view.suboffsets = NULL
+        view.internal = NULL
+        view.obj = self
+
+    def __releasebuffer__(self, Py_buffer *view):
+        pass
+
+    def __dealloc__(self):
+        if self._held:
+            PyBuffer_Release(&self._source)
+
+
+@cython.final
+@cython.auto_pickle(False)
+cdef class _HeldLock:
+    """``Table.lock()``: the table's lock for the ``with`` block."""
+
+    cdef SegmentTable _table
+    cdef double _timeout
+
+    def __enter__(self):
+        self._table._acquire(self._timeout)
+
+    def __exit__(self, exc_type, exc, tb):
+        # A guard_row() record lives as long as this hold.
+        seg.lpt_undo_end_locked(&self._table._seg)
+        self._table._release()
+        return False
+
+
+@cython.auto_pickle(False)
+cdef class SegmentTable:
+    """A pool of task rows in one segment image (see ``lptrack._table.Table``).
+
+    Unbound until one of ``_create``, ``_attach`` or ``_restore`` succeeds;
+    ``lptrack._native.NativeTable`` owns the memory and calls them.
+    """
+
+    cdef seg.lpt_segment _seg
+    cdef unsigned char[::1] _image
+    # Lock holds and waits in flight through this object: close() refuses
+    # while there are any, so no C call ever runs on an unmapped image.
+    cdef int _busy
+    cdef readonly int64_t capacity
+    cdef readonly int64_t row_width
+    #: ``(capacity, row_width)`` float64, writable, a live view of the rows.
+    cdef readonly object rows
+    #: Seconds every lock wait of this object lasts when no timeout is given.
+    cdef public double lock_timeout
+
+    def __cinit__(self, *args, **kwargs):
+        self._seg.header = NULL
+        self.lock_timeout = DEFAULT_LOCK_TIMEOUT
+
+    # -- binding --------------------------------------------------------------
+    def _create(self, image, int64_t capacity, int64_t row_width):
+        """Initialise a new segment in ``image`` (writes every byte, the magic last)."""
+        cdef unsigned char[::1] view = image
+        cdef seg.lpt_segment bound
+        if view.shape[0] == 0:
+            raise ValueError("empty segment image")
+        _check(seg.lpt_segment_create(&view[0], view.shape[0], capacity, row_width,
+                                      lk.lpt_self_pid(), &bound))
+        self._bind(image, view, bound)
+
+    def _attach(self, image, int64_t capacity, int64_t row_width):
+        """Bind an existing segment; False while its creator has not finished.
+
+        Raises LayoutMismatchError for another layout version, capacity or row
+        width, SegmentError for a buffer that is not an lptrack segment.
+        """
+        cdef unsigned char[::1] view = image
+        cdef seg.lpt_segment bound
+        cdef seg.lpt_layout found
+        cdef uint32_t found_version = 0
+        if view.shape[0] == 0:
+            return False
+        found.capacity = found.row_width = 0
+        rc = seg.lpt_segment_attach(&view[0], view.shape[0], capacity, row_width,
+                                    &bound, &found, &found_version)
+        if rc == st.LPT_ERR_NOT_READY:
+            return False
+        _check(rc, None,
+               f"the segment has layout version {found_version}, capacity "
+               f"{found.capacity}, row width {found.row_width}; this process expects "
+               f"layout version {seg.LPT_LAYOUT_VERSION}, capacity {capacity}, "
+               f"row width {row_width}")
+        self._bind(image, view, bound)
+        return True
+
+    def _restore(self, image, int64_t capacity, int64_t row_width):
+        """Bind a copy of another table's image (its copied lock is re-initialised)."""
+        if not self._attach(image, capacity, row_width):
+            raise SegmentError("the copied image was never initialised")
+        _check(seg.lpt_segment_reset_lock(&self._seg))
+
+    cdef _bind(self, image, unsigned char[::1] view, seg.lpt_segment bound):
+        cdef seg.lpt_layout layout = _layout(bound.capacity, bound.row_width)
+        self.rows = np.frombuffer(image, dtype=np.float64,
+                                  count=bound.capacity * bound.row_width,
+                                  offset=layout.off_rows).reshape(bound.capacity, bound.row_width)
+        self._image = view
+        self._seg = bound
+        self.capacity = bound.capacity
+        self.row_width = bound.row_width
+
+    def _unbind(self):
+        """Forget the image (idempotent); the caller releases the memory."""
+        if self._busy:
+            raise RuntimeError("the table's lock is held or awaited through this table")
+        self._seg.header = NULL
+        self._image = None
+        self.rows = None
+
+    def _image_copy(self):
+        """A consistent copy of the whole segment image (bytes)."""
+        cdef Py_ssize_t n = self._image.shape[0] if self._seg.header != NULL else 0
+        copy = PyBytes_FromStringAndSize(NULL, n)
+        cdef char *dst = PyBytes_AS_STRING(copy)
+        self._acquire(self.lock_timeout)
+        self._busy += 1
+        with nogil:
+            memcpy(dst, &self._image[0], n)
+        self._busy -= 1
+        self._release()
+        return copy
+
+    # -- locking --------------------------------------------------------------
+    cdef int _acquire(self, double timeout) except -1:
+        cdef int rc
+        cdef int64_t timeout_ns
+        if self._seg.header == NULL:
+            raise ValueError("the table is closed")
+        self._busy += 1
+        # Never waits.  (If the last holder died, it repairs the segment here,
+        # O(capacity) with the GIL held: rare enough not to matter.)
+        rc = seg.lpt_segment_trylock(&self._seg)
+        if rc == st.LPT_BUSY:
+            timeout_ns = <int64_t>(timeout * 1e9)
+            with nogil:
+                rc = seg.lpt_segment_lock(&self._seg, timeout_ns)
+        if rc != st.LPT_OK:
+            self._busy -= 1
+            return _check(rc, self)
+        return 0
+
+    cdef inline int _release(self) except -1:
+        self._busy -= 1
+        return _check(seg.lpt_segment_unlock(&self._seg), self)
+
+    def lock(self, timeout=None):
+        """Hold the table's lock in a ``with`` block (not re-entrant).
+
+        LockTimeoutError, naming the holder's pid, after ``timeout`` seconds
+        (None: ``lock_timeout``); RuntimeError if this thread already holds it.
+        """
+        cdef _HeldLock held = _HeldLock.__new__(_HeldLock)
+        held._table = self
+        held._timeout = self.lock_timeout if timeout is None else timeout
+        if not (isfinite(held._timeout) and held._timeout >= 0.0):
+            raise ValueError(f"lock timeout must be finite and >= 0, not {timeout!r}")
+        return held
+
+    def guard_row(self, int64_t slot):
+        """Within ``with lock():``, before writing row ``slot`` through ``rows``:
+        if this process dies before the block ends, the next locker restores
+        the row as it is now.  One row per hold (a later call replaces it)."""
+        if not 0 <= slot < self.capacity:
+            raise IndexError(f"slot {slot} out of range")
+        seg.lpt_undo_begin_locked(&self._seg, slot, seg.LPT_OP_EXTERNAL)
+
+    # -- header ---------------------------------------------------------------
+    cdef seg.lpt_stats _stats(self) except *:
+        cdef seg.lpt_stats stats
+        if self._seg.header == NULL:
+            raise ValueError("the table is closed")
+        seg.lpt_segment_stats(&self._seg, &stats)
+        return stats
+
+    @property
+    def generation(self):
+        """Bumped on every pool-membership change, by any process."""
+        return self._stats().generation
+
+    def __len__(self):
+        return self._stats().n_active
+
+    @property
+    def update_count(self):
+        """Score updates applied to this segment, by every process."""
+        return self._stats().n_updates
+
+    @property
+    def recomputation_count(self):
+        """Distribution passes run over this segment."""
+        return self._stats().n_recomputations
+
+    @property
+    def lock_wait_count(self):
+        """Lock acquisitions that had to wait for another holder."""
+        return self._stats().n_lock_waits
+
+    @property
+    def recovery_count(self):
+        """Times a holder died with the lock and the segment was repaired."""
+        return self._stats().n_recoveries
+
+    @property
+    def label_count(self):
+        """Distinct labels registered in the segment."""
+        return self._stats().label_count
+
+    @property
+    def creator_pid(self):
+        return self._stats().creator_pid
+
+    @property
+    def lock_owner_pid(self):
+        """Pid of the process holding the lock now, 0 when free (racy snapshot)."""
+        return self._stats().lock_owner_pid
+
+    @property
+    def segment_bytes(self):
+        return self._image.shape[0] if self._seg.header != NULL else 0
+
+    def verify(self):
+        """Check index, free stack and active list against the rows (O(capacity));
+        SegmentError if they disagree."""
+        cdef int rc
+        self._acquire(self.lock_timeout)
+        self._busy += 1
+        with nogil:
+            rc = seg.lpt_verify_locked(&self._seg)
+        self._busy -= 1
+        self._release()
+        _check(rc, self)
+
+    # -- pool membership ------------------------------------------------------
+    def find(self, int64_t task_id):
+        """Slot of ``task_id`` or -1.  O(1)."""
+        cdef int64_t slot
+        _check_task_id(task_id)
+        self._acquire(self.lock_timeout)
+        slot = seg.lpt_find_locked(&self._seg, task_id)
+        self._release()
+        return slot
+
+    def claim(self, int64_t task_id, double creation_time, double success_threshold,
+              double seed, double generator_type):
+        """Track ``task_id``: its slot (the existing one if tracked), -1 when full."""
+        cdef seg.lpt_new_task task
+        cdef int64_t slot
+        _check_task_id(task_id)
+        task.task_id = task_id
+        task.creation_time = creation_time
+        task.success_threshold = success_threshold
+        task.seed = seed
+        task.generator_type = generator_type
+        self._acquire(self.lock_timeout)
+        slot = seg.lpt_claim_locked(&self._seg, &task)
+        self._release()
+        return slot
+
+    def release(self, int64_t task_id):
+        """Untrack ``task_id`` and zero its row; False when it was not tracked."""
+        cdef int released
+        _check_task_id(task_id)
+        self._acquire(self.lock_timeout)
+        released = seg.lpt_release_locked(&self._seg, task_id)
+        self._release()
+        return released == 1
+
+    def clear(self):
+        """Untrack every task and zero every row (labels stay registered)."""
+        self._acquire(self.lock_timeout)
+        self._busy += 1
+        with nogil:
+            seg.lpt_clear_locked(&self._seg)
+        self._busy -= 1
+        self._release()
+
+    cdef cnp.ndarray _active(self, bint want_ids):
+        cdef cnp.npy_intp n
+        cdef cnp.ndarray out
+        cdef int64_t *data
+        self._acquire(self.lock_timeout)
+        try:
+            n = self._stats().n_active
+            out = cnp.PyArray_EMPTY(1, &n, cnp.NPY_INT64, 0)
+            data = <int64_t *>cnp.PyArray_DATA(out)
+            self._busy += 1
+            with nogil:
+                if want_ids:
+                    seg.lpt_copy_active_locked(&self._seg, NULL, data)
+                else:
+                    seg.lpt_copy_active_locked(&self._seg, data, NULL)
+            self._busy -= 1
+        finally:
+            self._release()
+        return out
+
+    def active_ids(self):
+        """int64 task ids of the active slots, in active-list order (a copy)."""
+        return self._active(True)
+
+    def active_slots(self):
+        """int64 active slots, same order as ``active_ids()`` (a copy)."""
+        return self._active(False)
+
+    # -- rows -----------------------------------------------------------------
+    def update(self, int64_t task_id, double score, double ema_alpha,
+               double success_threshold, double lp_score, double create_threshold,
+               double creation_time, double seed, double generator_type, bidirectional):
+        """One atomic score update of one row (see ``Table.update``); slot or -1."""
+        cdef upd.lpt_update_params p
+        cdef int64_t slot
+        _check_task_id(task_id)
+        p.task_id = task_id
+        p.score = score
+        p.ema_alpha = ema_alpha
+        p.success_threshold = success_threshold
+        p.lp_score = lp_score
+        p.create_threshold = create_threshold
+        p.creation_time = creation_time
+        p.seed = seed
+        p.generator_type = generator_type
+        if bidirectional is None:
+            p.bidirectional = 0
+        else:
+            # BidirectionalParams is a tuple subclass: read its items directly
+            # (generic indexing of a tuple subclass costs more than the update).
+            if not PyTuple_Check(bidirectional) or PyTuple_GET_SIZE(bidirectional) != 3:
+                raise TypeError("bidirectional must be a BidirectionalParams or None")
+            p.bidirectional = 1
+            p.fast_timescale = <object>PyTuple_GET_ITEM(bidirectional, 0)
+            p.slow_timescale = <object>PyTuple_GET_ITEM(bidirectional, 1)
+            p.use_baseline_normalization = bool(<object>PyTuple_GET_ITEM(bidirectional, 2))
+        self._acquire(self.lock_timeout)
+        slot = upd.lpt_update_locked(&self._seg, &p)
+        self._release()
+        return slot
+
+    def _noop_update(self, int64_t task_id, double score, double ema_alpha,
+                     double success_threshold, double lp_score, double create_threshold,
+                     double creation_time, double seed, double generator_type, bidirectional):
+        """``update``'s call and argument conversion without the work (benchmark baseline)."""
+        return -1
+
+    def read_row(self, int64_t slot):
+        """A consistent copy of row ``slot`` (never half of an update)."""
+        cdef cnp.npy_intp width = self.row_width
+        cdef cnp.ndarray out
+        if not 0 <= slot < self.capacity:
+            raise IndexError(f"slot {slot} out of range [0, {self.capacity})")
+        out = cnp.PyArray_EMPTY(1, &width, cnp.NPY_FLOAT64, 0)
+        self._acquire(self.lock_timeout)
+        memcpy(cnp.PyArray_DATA(out), seg.lpt_row(&self._seg, slot), width * sizeof(double))
+        self._release()
+        return out
+
+    def set_fields(self, int64_t task_id, dict fields not None):
+        """Atomically write ``{column: value}`` into the task's row; False if untracked."""
+        cdef int64_t n = len(fields)
+        cdef int64_t i = 0
+        cdef int64_t slot = -1
+        cdef int rc
+        cdef int64_t *columns
+        cdef double *values
+        _check_task_id(task_id)
+        columns = <int64_t *>malloc(n * sizeof(int64_t) + 1)
+        values = <double *>malloc(n * sizeof(double) + 1)
+        try:
+            if columns == NULL or values == NULL:
+                raise MemoryError()
+            for column, value in fields.items():
+                columns[i] = column
+                values[i] = value
+                i += 1
+            self._acquire(self.lock_timeout)
+            rc = seg.lpt_set_fields_locked(&self._seg, task_id, columns, values, n, &slot)
+            self._release()
+        finally:
+            free(columns)
+            free(values)
+        _check(rc, self, f"columns must be in [1, {self.row_width}) (not TASK_ID)")
+        return slot >= 0
+
+    # -- labels ---------------------------------------------------------------
+    def set_label(self, int64_t task_id, str label not None, uint64_t label_hash):
+        """Store ``label_hash`` in the task's row and register ``label`` under it for
+        every process; False if untracked.  MemoryError when the registry is full
+        (nothing changes)."""
+        cdef bytes utf8 = label.encode("utf-8")
+        cdef int64_t slot = -1
+        cdef int rc
+        _check_task_id(task_id)
+        self._acquire(self.lock_timeout)
+        rc = seg.lpt_set_label_locked(&self._seg, task_id, label_hash, utf8, len(utf8), &slot)
+        self._release()
+        _check(rc, self, f"label hash {label_hash} (hashes are < 2**53)")
+        return slot >= 0
+
+    def label_for_hash(self, uint64_t label_hash):
+        """The label registered under ``label_hash``, or None.  Lock-free."""
+        cdef const char *label
+        cdef uint64_t length
+        if self._seg.header == NULL:
+            raise ValueError("the table is closed")
+        if not seg.lpt_label_lookup(&self._seg, label_hash, &label, &length):
+            return None
+        return label[:length].decode("utf-8")
+
+    # -- learning-progress distribution ---------------------------------------
+    def compute_lp_distribution(self, params):
+        raise NotImplementedError("native distribution pass: issue #4")
+
+    # -- benchmarks -----------------------------------------------------------
+    def lock_bench(self, int64_t n):
+        """Mean nanoseconds of one uncontended lock/unlock pair of this segment's
+        lock, timed in C over ``n`` pairs."""
+        cdef double ns = 0.0
+        cdef int rc
+        if self._seg.header == NULL:
+            raise ValueError("the table is closed")
+        self._busy += 1
+        with nogil:
+            rc = seg.lpt_segment_lock_bench(&self._seg, n, &ns)
+        self._busy -= 1
+        _check(rc, self)
+        return ns

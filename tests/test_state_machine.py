@@ -1,0 +1,134 @@
+"""Random operation streams through the python and native engines side by side.
+
+The pure-Python engine is the model (pyroaring's habit): every answer the
+native engine gives must equal the python engine's, and both must keep the
+pool invariants after every step.
+"""
+
+from __future__ import annotations
+
+import math
+from types import SimpleNamespace
+
+import hypothesis.strategies as st
+from hypothesis import HealthCheck, settings
+from hypothesis.stateful import Bundle, RuleBasedStateMachine, consumes, invariant, rule
+
+from lptrack import LearningProgressConfig, TaskTracker
+from lptrack._table import DistributionParams
+
+CAPACITY = 12
+TIME_DEPENDENT = {"age_seconds"}
+
+task_ids = st.integers(min_value=1, max_value=2**53 - 1)
+scores = st.floats(min_value=-2.0, max_value=2.0, allow_nan=False) | st.sampled_from([0.0, 0.5, 1.0])
+thresholds = st.none() | st.floats(min_value=0.0, max_value=1.0)
+labels = st.sampled_from(["alpha", "beta", "gamma", "δέλτα"])
+
+
+def _close(a: float, b: float) -> bool:
+    return a == b or math.isclose(a, b, rel_tol=1e-12, abs_tol=1e-15)
+
+
+class EnginesAgree(RuleBasedStateMachine):
+    tasks = Bundle("tasks")
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.model = TaskTracker(max_memory_tasks=CAPACITY, ema_alpha=0.1, engine="python")
+        self.native = TaskTracker(max_memory_tasks=CAPACITY, ema_alpha=0.1, engine="native")
+        self.scorer = SimpleNamespace(config=LearningProgressConfig(use_shared_memory=False))
+
+    def both(self, method: str, *args, **kwargs):
+        expected = getattr(self.model, method)(*args, **kwargs)
+        actual = getattr(self.native, method)(*args, **kwargs)
+        return expected, actual
+
+    @rule(target=tasks, task_id=task_ids, threshold=thresholds, seed=st.integers(0, 2**31 - 1))
+    def create(self, task_id, threshold, seed):
+        self.both("track_task_creation", task_id, success_threshold=threshold, seed=float(seed))
+        expected, actual = self.both("get_task_index", task_id)
+        assert (expected is None) == (actual is None)
+        return task_id
+
+    @rule(task_id=tasks, score=scores, threshold=thresholds)
+    def bidirectional_update(self, task_id, score, threshold):
+        self.both(
+            "update_task_performance_with_bidirectional_emas",
+            task_id,
+            score,
+            scorer=self.scorer,
+            success_threshold=threshold,
+        )
+        self.compare_stats(task_id)
+
+    @rule(task_id=tasks, score=scores, lp_score=st.none() | st.floats(0.0, 1.0))
+    def basic_update(self, task_id, score, lp_score):
+        self.both("update_task_performance", task_id, score, lp_score=lp_score)
+        self.compare_stats(task_id)
+
+    @rule(task_id=consumes(tasks))
+    def remove(self, task_id):
+        self.both("remove_task", task_id)
+        expected, actual = self.both("get_task_index", task_id)
+        assert expected is None and actual is None
+
+    @rule(task_id=tasks, label=labels)
+    def label(self, task_id, label):
+        self.both("set_task_label", task_id, label)
+        expected, actual = self.both("get_task_label", task_id)
+        assert expected == actual
+
+    @rule(
+        theta=st.sampled_from([0.5, 0.05, 0.8]),
+        smoothing=st.sampled_from([0.0, 0.01]),
+        bonus=st.sampled_from([0.0, 0.5]),
+        temperature=st.sampled_from([0.0, 0.1, 1.0, -1.0]),
+        z=st.sampled_from([1.0, 5.0, 10.0]),
+    )
+    def distribution(self, theta, smoothing, bonus, temperature, z):
+        params = DistributionParams(theta, smoothing, bonus, temperature, z)
+        self.both("compute_lp_distribution", params)
+        for task_id in self.model.get_all_tracked_tasks():
+            self.compare_stats(task_id)
+
+    @rule(task_id=tasks)
+    def stats(self, task_id):
+        self.compare_stats(task_id)
+
+    def compare_stats(self, task_id):
+        expected, actual = self.both("get_task_stats", task_id)
+        assert (expected is None) == (actual is None), (expected, actual)
+        if expected is None:
+            return
+        assert expected.keys() == actual.keys()
+        for key in expected.keys() - TIME_DEPENDENT:
+            assert _close(expected[key], actual[key]), (key, expected[key], actual[key])
+
+    @invariant()
+    def same_pool(self):
+        expected, actual = self.both("get_all_tracked_tasks")
+        assert sorted(expected) == sorted(actual)
+        assert len(set(actual)) == len(actual) <= CAPACITY
+        assert len(self.native._task_id_to_index) == len(actual)
+
+    @invariant()
+    def same_totals(self):
+        expected, actual = self.both("get_global_stats")
+        assert expected["total_completions"] == actual["total_completions"]
+        assert _close(expected["mean_score"], actual["mean_score"])
+        expected, actual = self.both("get_label_completion_counts")
+        assert expected == actual
+
+    def teardown(self):
+        self.native.cleanup_shared_memory()
+        self.model.cleanup_shared_memory()
+
+
+EnginesAgree.TestCase.settings = settings(
+    max_examples=60,
+    stateful_step_count=60,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow],
+)
+TestEnginesAgree = EnginesAgree.TestCase
