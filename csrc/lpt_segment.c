@@ -4,6 +4,9 @@
 
 #include <string.h>
 
+#include "lpt_crash.h"
+#include "lpt_liveness.h"
+#include "lpt_sampler.h"
 #include "lpt_status.h"
 
 _Static_assert(offsetof(lpt_header, reserved) == LPT_HEADER_FIELDS_BYTES,
@@ -61,6 +64,12 @@ int lpt_layout_compute(int64_t capacity, int64_t row_width, lpt_layout *out)
     off = align_up(off + l.label_arena_bytes);
     l.off_undo_row = off;
     off = align_up(off + l.row_width * sizeof(double));
+    l.off_procs = off;
+    off = align_up(off + LPT_MAX_PROCS * sizeof(uint64_t));
+    l.off_row_seq = off;
+    off = align_up(off + l.capacity * sizeof(uint64_t));
+    l.off_sampler = off;
+    off = align_up(off + lpt_sampler_region_bytes(l.capacity));
     l.off_rows = off;
     off = align_up(off + l.capacity * l.row_width * sizeof(double));
     l.total_bytes = off;
@@ -79,6 +88,11 @@ static void view(void *base, const lpt_layout *l, lpt_segment *seg)
     seg->label_index = (lpt_label_entry *)(b + l->off_label_index);
     seg->label_arena = b + l->off_label_arena;
     seg->undo_row = (double *)(b + l->off_undo_row);
+    seg->procs = (_Atomic uint64_t *)(b + l->off_procs);
+    seg->row_seq = (_Atomic uint64_t *)(b + l->off_row_seq);
+    seg->weights = (double *)(b + l->off_sampler);
+    seg->tree = seg->weights + l->capacity;
+    seg->mature = (uint8_t *)(seg->tree + l->capacity);
     seg->rows = (double *)(b + l->off_rows);
     seg->capacity = (int64_t)l->capacity;
     seg->row_width = (int64_t)l->row_width;
@@ -141,6 +155,7 @@ static void index_delete_at(lpt_segment *seg, uint64_t hole)
         if (((j - home) & mask) >= ((j - hole) & mask)) {
             seg->index[hole] = seg->index[j];
             hole = j;
+            LPT_CRASH_POINT();
         }
     }
     seg->index[hole].task_id = 0;
@@ -174,34 +189,73 @@ static void active_remove(lpt_segment *seg, int64_t slot)
     atomic_store_explicit(&seg->header->n_active, last, RELAXED);
 }
 
+/* The seqlock's writer side.  Odd: readers retry.  The release fence keeps
+ * the odd number visible before any store to the row.  A row already odd (a
+ * dead writer's, being repaired) stays so until row_write_end. */
+static inline void row_write_begin(lpt_segment *seg, int64_t slot)
+{
+    const uint64_t seq = atomic_load_explicit(&seg->row_seq[slot], RELAXED);
+    atomic_store_explicit(&seg->row_seq[slot], seq | 1, RELAXED);
+    atomic_thread_fence(memory_order_release);
+}
+
+static inline void row_write_end(lpt_segment *seg, int64_t slot)
+{
+    atomic_store_explicit(&seg->row_seq[slot],
+                          atomic_load_explicit(&seg->row_seq[slot], RELAXED) + 1,
+                          memory_order_release);
+}
+
 void lpt_undo_begin_locked(lpt_segment *seg, int64_t slot, uint32_t op)
 {
     lpt_header *h = seg->header;
     memcpy(seg->undo_row, lpt_row(seg, slot), (size_t)seg->row_width * sizeof(double));
     h->undo_slot = slot;
+    LPT_CRASH_POINT();
     /* A crash leaves memory as the dying process's stores made it, so only
      * the compiler's order matters: pre-image before the tag, tag before any
      * change to the row. */
     atomic_signal_fence(memory_order_seq_cst);
     atomic_store_explicit(&h->undo_op, op, RELAXED);
-    atomic_signal_fence(memory_order_seq_cst);
+    row_write_begin(seg, slot);
+    LPT_CRASH_POINT();
 }
 
 void lpt_undo_end_locked(lpt_segment *seg)
 {
+    lpt_header *h = seg->header;
+    if (atomic_load_explicit(&h->undo_op, RELAXED) == LPT_OP_NONE)
+        return;
+    lpt_sampler_refresh_locked(seg, h->undo_slot); /* the row's weight, O(log n) */
+    row_write_end(seg, h->undo_slot);
     atomic_signal_fence(memory_order_seq_cst);
-    atomic_store_explicit(&seg->header->undo_op, LPT_OP_NONE, RELAXED);
+    atomic_store_explicit(&h->undo_op, LPT_OP_NONE, RELAXED);
 }
 
-int64_t lpt_claim_locked(lpt_segment *seg, const lpt_new_task *task)
+int lpt_read_row(const lpt_segment *seg, int64_t slot, double *out, int attempts)
+{
+    _Atomic uint64_t *seq = &seg->row_seq[slot];
+    for (int i = 0; i < attempts; i++) {
+        const uint64_t before = atomic_load_explicit(seq, memory_order_acquire);
+        if (before & 1)
+            continue;
+        memcpy(out, lpt_row(seg, slot), (size_t)seg->row_width * sizeof(double));
+        atomic_thread_fence(memory_order_acquire);
+        if (atomic_load_explicit(seq, RELAXED) == before)
+            return LPT_OK;
+    }
+    return LPT_BUSY;
+}
+
+int64_t lpt_claim_open_locked(lpt_segment *seg, const lpt_new_task *task, uint32_t op)
 {
     lpt_header *h = seg->header;
-    int64_t slot = lpt_find_locked(seg, task->task_id);
-    if (slot >= 0 || h->free_top == 0)
-        return slot;
-    slot = seg->free_stack[h->free_top - 1];
-    lpt_undo_begin_locked(seg, slot, LPT_OP_CLAIM);
+    if (h->free_top == 0)
+        return -1;
+    const int64_t slot = seg->free_stack[h->free_top - 1];
+    lpt_undo_begin_locked(seg, slot, op);
     h->free_top--;
+    LPT_CRASH_POINT();
     double *row = lpt_row(seg, slot);
     memset(row, 0, (size_t)seg->row_width * sizeof(double));
     row[LPT_COL_CREATION_TIME] = task->creation_time;
@@ -209,12 +263,25 @@ int64_t lpt_claim_locked(lpt_segment *seg, const lpt_new_task *task)
     row[LPT_COL_SEED] = task->seed;
     row[LPT_COL_GENERATOR_TYPE] = task->generator_type;
     row[LPT_COL_IS_ACTIVE] = 1.0;
+    LPT_CRASH_POINT();
     row[LPT_COL_TASK_ID] = (double)task->task_id;
+    LPT_CRASH_POINT();
     index_insert(seg, task->task_id, slot);
+    LPT_CRASH_POINT();
     active_append(seg, slot);
+    LPT_CRASH_POINT();
     lpt_bump_locked(&h->generation);
-    lpt_undo_end_locked(seg);
     return slot;
+}
+
+int64_t lpt_claim_locked(lpt_segment *seg, const lpt_new_task *task)
+{
+    const int64_t slot = lpt_find_locked(seg, task->task_id);
+    if (slot >= 0)
+        return slot;
+    const int64_t claimed = lpt_claim_open_locked(seg, task, LPT_OP_CLAIM);
+    lpt_undo_end_locked(seg);
+    return claimed;
 }
 
 int lpt_release_locked(lpt_segment *seg, int64_t task_id)
@@ -226,9 +293,13 @@ int lpt_release_locked(lpt_segment *seg, int64_t task_id)
     const int64_t slot = seg->index[pos].slot;
     lpt_undo_begin_locked(seg, slot, LPT_OP_RELEASE);
     index_delete_at(seg, (uint64_t)pos);
+    LPT_CRASH_POINT();
     active_remove(seg, slot);
+    LPT_CRASH_POINT();
     seg->free_stack[h->free_top++] = slot;
+    LPT_CRASH_POINT();
     memset(lpt_row(seg, slot), 0, (size_t)seg->row_width * sizeof(double));
+    LPT_CRASH_POINT();
     lpt_bump_locked(&h->generation);
     lpt_undo_end_locked(seg);
     return 1;
@@ -257,7 +328,9 @@ void lpt_rebuild_locked(lpt_segment *seg)
             continue;
         const int64_t id = valid_task_id(row[LPT_COL_TASK_ID]) ? (int64_t)row[LPT_COL_TASK_ID] : 0;
         if (id == 0 || index_position(seg, id) >= 0) {
+            row_write_begin(seg, slot);
             memset(row, 0, (size_t)seg->row_width * sizeof(double));
+            row_write_end(seg, slot);
             continue;
         }
         index_insert(seg, id, slot);
@@ -280,15 +353,31 @@ void lpt_rebuild_locked(lpt_segment *seg)
     h->label_count = labels;
     if (h->label_arena_used < arena_end)
         h->label_arena_used = arena_end;
+    lpt_sampler_rebuild_locked(seg);
     lpt_bump_locked(&h->generation);
+}
+
+/* Zero every row (readers see each row whole, before or after). */
+static void zero_rows(lpt_segment *seg)
+{
+    for (int64_t slot = 0; slot < seg->capacity; slot++) {
+        row_write_begin(seg, slot);
+        memset(lpt_row(seg, slot), 0, (size_t)seg->row_width * sizeof(double));
+        row_write_end(seg, slot);
+        LPT_CRASH_POINT();
+    }
 }
 
 void lpt_clear_locked(lpt_segment *seg)
 {
-    /* No undo record: a holder dying half-way leaves some rows zeroed, and
-     * recovery rebuilds a consistent pool from whatever rows remain. */
-    memset(seg->rows, 0, (size_t)(seg->capacity * seg->row_width) * sizeof(double));
+    /* A clear is rolled forward: a holder dying half-way leaves the tag, and
+     * recovery zeroes the remaining rows. */
+    atomic_store_explicit(&seg->header->undo_op, LPT_OP_CLEAR, RELAXED);
+    atomic_signal_fence(memory_order_seq_cst);
+    zero_rows(seg);
     lpt_rebuild_locked(seg);
+    atomic_signal_fence(memory_order_seq_cst);
+    atomic_store_explicit(&seg->header->undo_op, LPT_OP_NONE, RELAXED);
 }
 
 int lpt_verify_locked(const lpt_segment *seg)
@@ -364,8 +453,10 @@ int lpt_set_fields_locked(lpt_segment *seg, int64_t task_id, const int64_t *colu
         return LPT_OK;
     double *row = lpt_row(seg, *slot);
     lpt_undo_begin_locked(seg, *slot, LPT_OP_SET_FIELDS);
-    for (int64_t i = 0; i < n; i++)
+    for (int64_t i = 0; i < n; i++) {
         row[columns[i]] = values[i];
+        LPT_CRASH_POINT();
+    }
     lpt_undo_end_locked(seg);
     return LPT_OK;
 }
@@ -453,6 +544,9 @@ int lpt_segment_create(void *base, uint64_t size, int64_t capacity, int64_t row_
     if (rc != LPT_OK)
         return rc;
     lpt_rebuild_locked(seg); /* all rows zero: an empty pool */
+    /* The creator is a user before anyone can see the segment, so no process
+     * opening the session ever finds it without a live user and removes it. */
+    atomic_store_explicit(&seg->procs[0], lpt_proc_token(creator_pid), RELAXED);
     atomic_store_explicit(&h->generation, 0, RELAXED);
     atomic_store_explicit(&h->magic, LPT_MAGIC, memory_order_release);
     return LPT_OK;
@@ -516,9 +610,21 @@ static void recover_locked(lpt_segment *seg)
 {
     lpt_header *h = seg->header;
     const uint32_t op = atomic_load_explicit(&h->undo_op, RELAXED);
-    if (op != LPT_OP_NONE && h->undo_slot >= 0 && h->undo_slot < seg->capacity)
+    if (op == LPT_OP_CLEAR) {
+        zero_rows(seg);
+    } else if (op != LPT_OP_NONE && h->undo_slot >= 0 && h->undo_slot < seg->capacity) {
+        row_write_begin(seg, h->undo_slot);
         memcpy(lpt_row(seg, h->undo_slot), seg->undo_row,
                (size_t)seg->row_width * sizeof(double));
+        row_write_end(seg, h->undo_slot);
+    }
+    /* Any other sequence number left odd (the tag was not yet written, or a
+     * recovery died itself) would send every lock-free reader to the lock
+     * forever; the row is whole (nothing was written to it yet, or it is
+     * rebuilt below from what it holds). */
+    for (int64_t slot = 0; slot < seg->capacity; slot++)
+        if (atomic_load_explicit(&seg->row_seq[slot], RELAXED) & 1)
+            row_write_end(seg, slot);
     atomic_store_explicit(&h->undo_op, LPT_OP_NONE, RELAXED);
     h->last_recovered_op = op;
     lpt_rebuild_locked(seg);

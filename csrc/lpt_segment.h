@@ -21,6 +21,14 @@
  *   label index  label_index_size x lpt_label_entry: label hash -> arena span
  *   label arena  label_arena_bytes of UTF-8, append-only
  *   undo row     row_width x float64: the row being changed, for crash recovery
+ *   processes    LPT_MAX_PROCS x uint64: the registry of attached processes
+ *                (lpt_liveness.h), so a session whose processes all died is
+ *                recognised as stale
+ *   row seq      capacity x uint64: each row's sequence number, odd while the
+ *                row is being written, so readers copy rows without the lock
+ *                and never see half of a change (lpt_read_row)
+ *   sampler      each slot's sampling weight, a Fenwick tree of them and a
+ *                per-slot flag (lpt_sampler.h)
  *   rows         capacity x row_width x float64, 64-byte aligned: the source
  *                of truth; everything above except labels is rebuilt from them
  *
@@ -44,10 +52,10 @@
  * the creator, so an attacher that sees it sees an initialised segment. */
 #define LPT_MAGIC UINT64_C(0x014b43415254504c)
 /* Bump on any change to the header or the regions; attach refuses others. */
-#define LPT_LAYOUT_VERSION 1u
+#define LPT_LAYOUT_VERSION 2u
 #define LPT_HEADER_BYTES 1024u
 #define LPT_ALIGNMENT 64u
-#define LPT_HEADER_FIELDS_BYTES 240u /* checked in lpt_segment.c */
+#define LPT_HEADER_FIELDS_BYTES 312u /* checked in lpt_segment.c */
 
 /* Row columns the C core reads or writes (the full list is in SPEC.md). */
 enum lpt_column {
@@ -82,6 +90,8 @@ enum lpt_column {
  * inventing new labels eventually gets LPT_ERR_LABELS_FULL. */
 #define LPT_LABELS_MIN 1024u
 #define LPT_LABEL_BYTES_PER_LABEL 64u
+/* Processes a segment's registry holds at once (lpt_liveness.h). */
+#define LPT_MAX_PROCS 4096u
 
 /* What the crash-recovery record says was in progress (header.undo_op). */
 enum lpt_op {
@@ -90,7 +100,8 @@ enum lpt_op {
     LPT_OP_RELEASE = 2,
     LPT_OP_UPDATE = 3,
     LPT_OP_SET_FIELDS = 4,
-    LPT_OP_EXTERNAL = 5 /* a row write from above the C core, under lock() */
+    LPT_OP_EXTERNAL = 5, /* a row write from above the C core, under lock() */
+    LPT_OP_CLEAR = 6     /* clear: recovery finishes it (zeroes every row) */
 };
 
 typedef struct lpt_index_entry {
@@ -119,6 +130,9 @@ typedef struct lpt_layout {
     uint64_t off_label_index;
     uint64_t off_label_arena;
     uint64_t off_undo_row;
+    uint64_t off_procs;
+    uint64_t off_row_seq;
+    uint64_t off_sampler;
     uint64_t off_rows;
     uint64_t total_bytes;
 } lpt_layout;
@@ -154,6 +168,20 @@ typedef struct lpt_header {
 
     _Atomic int64_t lock_owner_pid; /* for error messages; 0 when free */
 
+    /* liveness (lpt_liveness.h), lock-free: set once the registry overflowed
+     * (the segment is then never judged stale), and once the segment was
+     * found stale and is being removed (attachers must go and re-create) */
+    _Atomic uint32_t procs_overflow;
+    _Atomic uint32_t retired;
+
+    /* the scoring rule and the sampler (lpt_sampler.h), under the lock */
+    uint32_t score_mode; /* enum lpt_score_mode */
+    uint32_t score_reserved;
+    double exploration_bonus;
+    double min_samples_for_lp;
+    uint64_t n_mature;    /* active tasks with count >= min_samples_for_lp */
+    uint64_t sampler_ops; /* weight changes since the tree was last rebuilt */
+
     /* room to grow without moving the lock (a layout version bump still) */
     uint8_t reserved[LPT_HEADER_BYTES - 2 * LPT_ALIGNMENT - LPT_HEADER_FIELDS_BYTES];
 
@@ -173,6 +201,11 @@ typedef struct lpt_segment {
     lpt_label_entry *label_index;
     char *label_arena;
     double *undo_row;
+    _Atomic uint64_t *procs;
+    _Atomic uint64_t *row_seq;
+    double *weights;  /* the sampler region (lpt_sampler.h) */
+    double *tree;
+    uint8_t *mature;
     double *rows;
     int64_t capacity;
     int64_t row_width;
@@ -258,6 +291,10 @@ static inline double *lpt_row(const lpt_segment *seg, int64_t slot)
 
 int64_t lpt_find_locked(const lpt_segment *seg, int64_t task_id);        /* slot or -1 */
 int64_t lpt_claim_locked(lpt_segment *seg, const lpt_new_task *task);   /* slot or -1 (full) */
+/* Claim an untracked task (the caller checked) and leave the crash-recovery
+ * record open under `op`, its pre-image the free row: the caller's further
+ * writes to the row then roll back together with the claim.  -1 when full. */
+int64_t lpt_claim_open_locked(lpt_segment *seg, const lpt_new_task *task, uint32_t op);
 int lpt_release_locked(lpt_segment *seg, int64_t task_id);              /* 1 released, 0 absent */
 void lpt_clear_locked(lpt_segment *seg);                                 /* O(capacity) */
 void lpt_rebuild_locked(lpt_segment *seg);                               /* O(capacity) */
@@ -274,9 +311,17 @@ int lpt_set_fields_locked(lpt_segment *seg, int64_t task_id, const int64_t *colu
                           const double *values, int64_t n, int64_t *slot);
 
 /* Crash-recovery record around a row change: begin saves the row's
- * pre-image, end discards it. */
+ * pre-image and makes the row's sequence number odd, end discards the record
+ * and makes it even again (a no-op when no record is open).  Every row write
+ * but a single-column store (set_label) happens inside such a record. */
 void lpt_undo_begin_locked(lpt_segment *seg, int64_t slot, uint32_t op);
 void lpt_undo_end_locked(lpt_segment *seg);
+
+/* Copy row `slot` without the lock: LPT_OK with a copy no writer touched
+ * while it was taken, or LPT_BUSY after `attempts` tries each found the row
+ * mid-write (the caller then takes the lock, which also repairs a row a dead
+ * writer left behind).  Never waits. */
+int lpt_read_row(const lpt_segment *seg, int64_t slot, double *out, int attempts);
 
 /* -- labels ---------------------------------------------------------------- */
 

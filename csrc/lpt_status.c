@@ -18,6 +18,7 @@ const char *lpt_status_message(int status)
     case LPT_ERR_LOCK_SYSTEM: return "pthread mutex operation failed";
     case LPT_ERR_LABELS_FULL: return "label registry is full";
     case LPT_ERR_CORRUPT: return "segment index is inconsistent with its rows";
+    case LPT_ERR_RETIRED: return "the segment was found stale and is being removed";
     }
     return "unknown status";
 }

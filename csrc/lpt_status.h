@@ -22,7 +22,8 @@ typedef enum lpt_status {
     LPT_ERR_LOCK_UNRECOVERABLE,/* a robust mutex left inconsistent: the segment is unusable */
     LPT_ERR_LOCK_SYSTEM,       /* any other pthread failure */
     LPT_ERR_LABELS_FULL,       /* the label registry has no room for another label */
-    LPT_ERR_CORRUPT            /* verify: index, free stack or active list disagree with the rows */
+    LPT_ERR_CORRUPT,           /* verify: index, free stack or active list disagree with the rows */
+    LPT_ERR_RETIRED            /* the segment was found stale and is being removed: reopen */
 } lpt_status;
 
 /* A static, human-readable description of `status`. */

@@ -3,6 +3,8 @@
 
 #include <math.h>
 
+#include "lpt_crash.h"
+
 /* Python's max(a, b) and min(a, b): the first argument unless the second is
  * strictly greater (smaller), which also fixes which signed zero comes out. */
 static inline double py_max(double a, double b) { return b > a ? b : a; }
@@ -71,12 +73,16 @@ int64_t lpt_update_locked(lpt_segment *seg, const lpt_update_params *p)
             .seed = p->seed,
             .generator_type = p->generator_type,
         };
-        slot = lpt_claim_locked(seg, &task);
+        /* One crash-recovery record for claim and update: a crash rolls
+         * both back, never leaves a tracked task without its score. */
+        slot = lpt_claim_open_locked(seg, &task, LPT_OP_UPDATE);
         if (slot < 0)
             return -1;
+    } else {
+        lpt_undo_begin_locked(seg, slot, LPT_OP_UPDATE);
     }
-    lpt_undo_begin_locked(seg, slot, LPT_OP_UPDATE);
     lpt_row_update(lpt_row(seg, slot), p);
+    LPT_CRASH_POINT();
     lpt_bump_locked(&seg->header->n_updates);
     lpt_undo_end_locked(seg);
     return slot;

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import math
 import multiprocessing
+import os
 import pickle
 import subprocess
 import sys
+import threading
 
 import numpy as np
 import pytest
@@ -15,7 +17,7 @@ from lptrack import LocalMemoryBackend, SharedMemoryBackend, TaskState, TaskStat
 from lptrack import _table as col
 from lptrack._engines import DEFAULT_ENGINE, make_table
 from lptrack._table import DistributionParams
-from lptrack.errors import LayoutMismatchError, LockTimeoutError, SegmentError
+from lptrack.errors import LayoutMismatchError, LockReentryError, LockTimeoutError, SegmentError
 
 
 def claim(table, task_id: int, threshold: float = 0.5) -> int:
@@ -113,14 +115,38 @@ def test_labels(engine: str) -> None:
     assert table.label_for_hash(12345) == "maze" and table.label_for_hash(1) is None
 
 
-def test_lock_times_out_and_is_not_reentrant(engine: str) -> None:
+def test_lock_is_not_reentrant(engine: str) -> None:
     table = make_table(engine, 2, 18)
     with table.lock():
-        with pytest.raises(LockTimeoutError):
+        with pytest.raises(LockReentryError, match="already holds"):
             with table.lock(timeout=0.01):
                 pass
+        with pytest.raises(LockReentryError):
+            claim(table, 1)  # every locking method, not only lock()
     with table.lock(timeout=0.01):
         pass
+
+
+def test_lock_held_by_another_thread_times_out_naming_the_pid(engine: str) -> None:
+    table = make_table(engine, 2, 18)
+    held, done = threading.Event(), threading.Event()
+
+    def hold() -> None:
+        with table.lock():
+            held.set()
+            done.wait(10)
+
+    holder = threading.Thread(target=hold)
+    holder.start()
+    try:
+        assert held.wait(10)
+        with pytest.raises(LockTimeoutError, match=f"pid {os.getpid()}") as caught:
+            with table.lock(timeout=0.01):
+                pass
+        assert caught.value.holder_pid == os.getpid()
+    finally:
+        done.set()
+        holder.join(10)
 
 
 # -- table: updates ------------------------------------------------------------------------------------

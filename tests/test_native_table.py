@@ -18,6 +18,7 @@ from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, 
 
 from lptrack import _native
 from lptrack._native import NativeTable
+from lptrack._pytable import PythonTable
 from lptrack._table import (
     COMPLETION_COUNT,
     CREATION_TIME,
@@ -205,9 +206,35 @@ def test_read_row_refuses_a_slot_out_of_range(table):
         table.read_row(-1)
 
 
-def test_distribution_pass_is_not_native_yet(table):
-    with pytest.raises(NotImplementedError, match="issue #4"):
-        table.compute_lp_distribution(DistributionParams(0.5, 0.0, 0.0, 0.0, 10.0))
+@pytest.mark.parametrize(
+    "params",
+    [
+        DistributionParams(0.5, 0.0, 0.0, 0.0, 10.0),  # no reweighting, z-score
+        DistributionParams(1.0, 0.01, 0.5, 0.0, 5.0),  # degenerate denominators at p = 1, bonus
+        DistributionParams(0.05, 0.0, 0.0, 0.1, 10.0),  # temperature
+        DistributionParams(0.05, 0.0, 0.0, -1.0, 10.0),  # negative temperature: x as is
+    ],
+)
+def test_distribution_pass_equals_the_pure_engine(table, params):
+    model = PythonTable(CAPACITY)
+    values = [(0.0, 0.0, 0.0), (1.0, 1.0, 1.0), (1.0, 0.2, 0.7), (-0.5, 1.5, 0.3), (0.3, 0.3, 0.9)]
+    for task_id, (fast, slow, true) in enumerate(values, start=1):
+        for t in (table, model):
+            t.claim(task_id, 0.0, 0.5, 0.0, 0.0)
+            t.set_fields(task_id, {P_FAST: fast, P_SLOW: slow, P_TRUE: true})
+    table.compute_lp_distribution(params)
+    model.compute_lp_distribution(params)
+    expected = model.rows[: len(values), LP_SCORE]
+    assert np.allclose(table.rows[: len(values), LP_SCORE], expected, rtol=1e-12, atol=1e-15)
+    assert math.isclose(float(expected.sum()), 1.0)
+    assert table.recomputation_count == 1
+
+
+def test_distribution_pass_of_identical_tasks_is_uniform(table):
+    for task_id in range(1, 5):
+        claim(table, task_id)
+    table.compute_lp_distribution(DistributionParams(0.5, 0.0, 0.0, 0.0, 10.0))  # std 0: x left as is
+    assert table.rows[:4, LP_SCORE].tolist() == [0.25] * 4
 
 
 def test_closed_table_refuses_work_but_its_rows_stay_readable(table):

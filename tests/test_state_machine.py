@@ -11,6 +11,7 @@ import math
 from types import SimpleNamespace
 
 import hypothesis.strategies as st
+import numpy as np
 from hypothesis import HealthCheck, settings
 from hypothesis.stateful import Bundle, RuleBasedStateMachine, consumes, invariant, rule
 
@@ -38,6 +39,8 @@ class EnginesAgree(RuleBasedStateMachine):
         self.model = TaskTracker(max_memory_tasks=CAPACITY, ema_alpha=0.1, engine="python")
         self.native = TaskTracker(max_memory_tasks=CAPACITY, ema_alpha=0.1, engine="native")
         self.scorer = SimpleNamespace(config=LearningProgressConfig(use_shared_memory=False))
+        self.scoring = (True, 0.1, 2)
+        self.both("configure_scoring", *self.scoring)
 
     def both(self, method: str, *args, **kwargs):
         expected = getattr(self.model, method)(*args, **kwargs)
@@ -91,6 +94,35 @@ class EnginesAgree(RuleBasedStateMachine):
         self.both("compute_lp_distribution", params)
         for task_id in self.model.get_all_tracked_tasks():
             self.compare_stats(task_id)
+
+    @rule(bidirectional=st.booleans(), bonus=st.sampled_from([0.0, 0.1, 0.3]), min_samples=st.integers(0, 4))
+    def configure_scoring(self, bidirectional, bonus, min_samples):
+        self.scoring = (bidirectional, bonus, min_samples)
+        self.both("configure_scoring", *self.scoring)
+
+    @rule(
+        extra=st.lists(task_ids, max_size=3),
+        uniform=st.floats(0.0, 1.0, exclude_max=True),
+        min_presentations=st.integers(0, 4),
+        percentile=st.sampled_from([0.0, 0.4, 0.9]),
+    )
+    def scores_sampling_eviction(self, extra, uniform, min_presentations, percentile):
+        """The Table's score paths agree: scores, recommend_eviction (duplicates and
+        untracked ids included), the pool's eviction candidates, and sampling."""
+        pool = self.model.get_all_tracked_tasks()
+        assert pool == self.native.get_all_tracked_tasks()  # same slots, same active order
+        ids = np.array(pool + extra + pool[:2], dtype=np.int64)
+        expected, actual = self.both("scores", ids)
+        assert all(_close(e, a) for e, a in zip(expected.tolist(), actual.tolist()))
+        expected, actual = self.both("recommend_eviction", ids, min_presentations, percentile)
+        assert expected == actual
+        expected, actual = self.both("eviction_candidates", min_presentations, percentile, 4)
+        assert expected == actual
+        if expected[1]:
+            assert expected[1][0] == self.model.recommend_eviction(np.array(pool), min_presentations, percentile)
+        expected, actual = self.both("sample", uniform)
+        assert expected == actual
+        assert (expected is None) == (not pool)
 
     @rule(task_id=tasks)
     def stats(self, task_id):

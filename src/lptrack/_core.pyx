@@ -19,7 +19,7 @@ from cpython.buffer cimport (
 )
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize
 from cpython.tuple cimport PyTuple_Check, PyTuple_GET_ITEM, PyTuple_GET_SIZE
-from libc.math cimport isfinite
+from libc.math cimport NAN, isfinite
 from libc.stdint cimport int64_t, uint32_t, uint64_t, uintptr_t
 from libc.stdlib cimport free, malloc
 from libc.string cimport memcpy
@@ -30,9 +30,13 @@ import numpy as np
 cimport lptrack.lpt_lock as lk
 cimport lptrack.lpt_segment as seg
 cimport lptrack.lpt_status as st
+cimport lptrack.lpt_distribution as dist
+cimport lptrack.lpt_sampler as smp
 cimport lptrack.lpt_update as upd
+cimport lptrack.lpt_crash as crash
+cimport lptrack.lpt_liveness as live
 
-from lptrack.errors import LayoutMismatchError, LockTimeoutError, SegmentError
+from lptrack.errors import LayoutMismatchError, LockReentryError, LockTimeoutError, SegmentError
 
 cnp.import_array()
 
@@ -43,6 +47,10 @@ MAX_TASK_ID = seg.LPT_MAX_TASK_ID
 #: Seconds a lock wait lasts when no timeout is given.  A hold is one row
 #: update or one distribution pass, so reaching it means a stuck holder.
 DEFAULT_LOCK_TIMEOUT = 10.0
+#: Lock-free tries of read_row before it takes the lock.  A row write is a few
+#: dozen stores, so a reader meeting one retries within nanoseconds; only a
+#: writer descheduled or dead mid-row exhausts them.
+READ_ROW_ATTEMPTS = 64
 
 
 cdef int _check(int rc, SegmentTable table=None, str detail=None) except -1:
@@ -61,7 +69,9 @@ cdef int _check(int rc, SegmentTable table=None, str detail=None) except -1:
         raise ValueError(message)
     if rc == st.LPT_ERR_LABELS_FULL:
         raise MemoryError(message)
-    if rc == st.LPT_ERR_LOCK_DEADLOCK or rc == st.LPT_ERR_LOCK_NOT_OWNER:
+    if rc == st.LPT_ERR_LOCK_DEADLOCK:
+        raise LockReentryError(message)
+    if rc == st.LPT_ERR_LOCK_NOT_OWNER:
         raise RuntimeError(message)
     raise SegmentError(message)
 
@@ -83,6 +93,35 @@ cdef seg.lpt_layout _layout(int64_t capacity, int64_t row_width) except *:
 def segment_bytes(int64_t capacity, int64_t row_width):
     """Size in bytes of the segment of ``capacity`` rows of ``row_width`` float64."""
     return _layout(capacity, row_width).total_bytes
+
+
+def _arm_crash(int64_t countdown):
+    """Test hook: the ``countdown``-th crash point this process reaches in the C
+    core SIGKILLs it (0 disarms).  See csrc/lpt_crash.h."""
+    crash.lpt_crash_arm(countdown)
+
+
+def peek_layout(image):
+    """``(layout_version, capacity, row_width)`` an lptrack segment image declares,
+    or None when ``image`` is not one (or not initialised yet).  Reads only."""
+    cdef unsigned char[::1] view = image
+    cdef seg.lpt_segment unused
+    cdef seg.lpt_layout found
+    cdef uint32_t version = 0
+    if view.shape[0] == 0:
+        return None
+    found.capacity = found.row_width = 0
+    # Capacity 1 and the minimal row width are merely valid arguments: every
+    # mismatch still reports what the header declares.
+    rc = seg.lpt_segment_attach(&view[0], view.shape[0], 1, 18, &unused, &found, &version)
+    if rc == st.LPT_ERR_NOT_READY or rc == st.LPT_ERR_NOT_LPTRACK or rc == st.LPT_ERR_ALIGNMENT:
+        return None
+    return (version, found.capacity, found.row_width)
+
+
+def process_alive(int64_t pid):
+    """Whether ``pid`` names a running process (not a zombie)."""
+    return live.lpt_proc_token(pid) != 0
 
 
 def aligned_image(Py_ssize_t nbytes):
@@ -181,6 +220,8 @@ cdef class SegmentTable:
     cdef readonly object rows
     #: Seconds every lock wait of this object lasts when no timeout is given.
     cdef public double lock_timeout
+    # This process's entry in the segment's process registry (0: none).
+    cdef uint64_t _token
 
     def __cinit__(self, *args, **kwargs):
         self._seg.header = NULL
@@ -195,6 +236,7 @@ cdef class SegmentTable:
             raise ValueError("empty segment image")
         _check(seg.lpt_segment_create(&view[0], view.shape[0], capacity, row_width,
                                       lk.lpt_self_pid(), &bound))
+        self._token = live.lpt_proc_token(lk.lpt_self_pid())  # entered by the creation
         self._bind(image, view, bound)
 
     def _attach(self, image, int64_t capacity, int64_t row_width):
@@ -357,6 +399,55 @@ cdef class SegmentTable:
     def segment_bytes(self):
         return self._image.shape[0] if self._seg.header != NULL else 0
 
+    # -- liveness (csrc/lpt_liveness.h) ---------------------------------------
+    def _register(self):
+        """Enter this process in the segment's registry of users; False (and
+        not entered) when the segment was found stale and is being removed."""
+        cdef uint64_t token
+        if self._seg.header == NULL:
+            raise ValueError("the table is closed")
+        token = live.lpt_proc_token(lk.lpt_self_pid())
+        rc = live.lpt_procs_register(&self._seg, token)
+        if rc == st.LPT_ERR_RETIRED:
+            return False
+        _check(rc, self, "cannot read this process's /proc entry")
+        self._token = token
+        return True
+
+    def _unregister(self):
+        """Leave the registry (idempotent; a forked child never removes its
+        parent's entry: the token names a pid and a start time)."""
+        if self._seg.header != NULL and self._token != 0:
+            live.lpt_procs_unregister(&self._seg, self._token)
+        self._token = 0
+
+    def live_pids(self, bint prune=True):
+        """Pids of the registered processes still running; ``prune`` clears the
+        entries of dead ones (an observer passes False and writes nothing)."""
+        cdef int64_t pids[seg.LPT_MAX_PROCS]
+        cdef int64_t n
+        if self._seg.header == NULL:
+            raise ValueError("the table is closed")
+        n = live.lpt_procs_live(&self._seg, pids, seg.LPT_MAX_PROCS, prune)
+        return [pids[i] for i in range(min(n, <int64_t>seg.LPT_MAX_PROCS))]
+
+    @property
+    def registry_overflowed(self):
+        """Whether some process found the registry full (never judged stale then)."""
+        return self._seg.header != NULL and live.lpt_procs_overflowed(&self._seg) != 0
+
+    @property
+    def retired(self):
+        """Whether the segment was found stale and is being removed."""
+        return self._seg.header != NULL and live.lpt_segment_retired(&self._seg) != 0
+
+    def _retire(self):
+        """Mark the segment retired if no live process uses it: True means the
+        caller must now unlink it (see lpt_segment_retire)."""
+        if self._seg.header == NULL:
+            raise ValueError("the table is closed")
+        return live.lpt_segment_retire(&self._seg) == st.LPT_OK
+
     def verify(self):
         """Check index, free stack and active list against the rows (O(capacity));
         SegmentError if they disagree."""
@@ -474,6 +565,30 @@ cdef class SegmentTable:
         self._release()
         return slot
 
+    def update_tracked(self, int64_t task_id, double score, double ema_alpha, bidirectional):
+        """``update`` of a tracked task with the row's threshold, never claiming:
+        the slot, or -1 (nothing changed) when the task is not tracked."""
+        cdef upd.lpt_update_params p
+        cdef int64_t slot
+        _check_task_id(task_id)
+        p.task_id = task_id
+        p.score = score
+        p.ema_alpha = ema_alpha
+        p.success_threshold = NAN
+        p.lp_score = NAN
+        if not PyTuple_Check(bidirectional) or PyTuple_GET_SIZE(bidirectional) != 3:
+            raise TypeError("bidirectional must be a BidirectionalParams")
+        p.bidirectional = 1
+        p.fast_timescale = <object>PyTuple_GET_ITEM(bidirectional, 0)
+        p.slow_timescale = <object>PyTuple_GET_ITEM(bidirectional, 1)
+        p.use_baseline_normalization = bool(<object>PyTuple_GET_ITEM(bidirectional, 2))
+        self._acquire(self.lock_timeout)
+        slot = seg.lpt_find_locked(&self._seg, task_id)
+        if slot >= 0:
+            slot = upd.lpt_update_locked(&self._seg, &p)
+        self._release()
+        return slot
+
     def _noop_update(self, int64_t task_id, double score, double ema_alpha,
                      double success_threshold, double lp_score, double create_threshold,
                      double creation_time, double seed, double generator_type, bidirectional):
@@ -481,12 +596,23 @@ cdef class SegmentTable:
         return -1
 
     def read_row(self, int64_t slot):
-        """A consistent copy of row ``slot`` (never half of an update)."""
+        """A consistent copy of row ``slot`` (never half of an update).
+
+        Lock-free while no writer is in the row (its sequence number, see
+        lpt_read_row); after READ_ROW_ATTEMPTS tries that each met a writer, it
+        takes the lock, which waits at most ``lock_timeout`` and repairs a row
+        a dead writer left half-written.
+        """
         cdef cnp.npy_intp width = self.row_width
         cdef cnp.ndarray out
         if not 0 <= slot < self.capacity:
             raise IndexError(f"slot {slot} out of range [0, {self.capacity})")
+        if self._seg.header == NULL:
+            raise ValueError("the table is closed")
         out = cnp.PyArray_EMPTY(1, &width, cnp.NPY_FLOAT64, 0)
+        if seg.lpt_read_row(&self._seg, slot, <double *>cnp.PyArray_DATA(out),
+                            READ_ROW_ATTEMPTS) == st.LPT_OK:
+            return out
         self._acquire(self.lock_timeout)
         memcpy(cnp.PyArray_DATA(out), seg.lpt_row(&self._seg, slot), width * sizeof(double))
         self._release()
@@ -544,9 +670,152 @@ cdef class SegmentTable:
             return None
         return label[:length].decode("utf-8")
 
-    # -- learning-progress distribution ---------------------------------------
+    # -- scores, the learning-progress distribution, sampling, eviction -------
+    def configure_scoring(self, bint bidirectional, double exploration_bonus,
+                          double min_samples_for_lp):
+        """Set the score_task rule of every process of the segment (bidirectional:
+        lp_score, else basic) and rebuild the sampling weights: O(capacity)."""
+        cdef int rc
+        self._acquire(self.lock_timeout)
+        self._busy += 1
+        with nogil:
+            rc = smp.lpt_sampler_configure_locked(
+                &self._seg, smp.LPT_SCORE_BIDIRECTIONAL if bidirectional else smp.LPT_SCORE_BASIC,
+                exploration_bonus, min_samples_for_lp)
+        self._busy -= 1
+        self._release()
+        _check(rc, self, "exploration_bonus must be finite and min_samples_for_lp >= 0")
+
+    cdef int _pass_locked(self, params) except -1:
+        """The distribution pass, lock held; ``params`` a DistributionParams."""
+        cdef dist.lpt_distribution_params p
+        if not PyTuple_Check(params) or PyTuple_GET_SIZE(params) != 5:
+            raise TypeError("params must be a DistributionParams")
+        p.early_progress_amplification = <object>PyTuple_GET_ITEM(params, 0)
+        p.progress_smoothing = <object>PyTuple_GET_ITEM(params, 1)
+        p.performance_bonus_weight = <object>PyTuple_GET_ITEM(params, 2)
+        p.lp_score_temperature = <object>PyTuple_GET_ITEM(params, 3)
+        p.z_score_amplification = <object>PyTuple_GET_ITEM(params, 4)
+        self._busy += 1
+        with nogil:
+            dist.lpt_distribution_locked(&self._seg, &p)
+        self._busy -= 1
+        return 0
+
     def compute_lp_distribution(self, params):
-        raise NotImplementedError("native distribution pass: issue #4")
+        """Rewrite every active task's lp_score in one C pass (one lock hold),
+        which also rebuilds the sampling weights."""
+        self._acquire(self.lock_timeout)
+        try:
+            self._pass_locked(params)
+        finally:
+            self._release()
+
+    def refresh_distribution(self, params, const int64_t[::1] ids=None):
+        """Run the pass iff some task of ``ids`` (None: of the pool) is tracked,
+        active and has at least min_samples_for_lp completions; whether it ran."""
+        cdef int mature
+        self._acquire(self.lock_timeout)
+        try:
+            self._busy += 1
+            with nogil:
+                if ids is None:
+                    mature = smp.lpt_any_mature_locked(&self._seg, NULL, 0)
+                else:
+                    mature = smp.lpt_any_mature_locked(&self._seg, &ids[0] if ids.shape[0] else NULL,
+                                                       ids.shape[0])
+            self._busy -= 1
+            if mature:
+                self._pass_locked(params)
+        finally:
+            self._release()
+        return bool(mature)
+
+    def scores(self, const int64_t[::1] ids not None):
+        """score_task of each id as a float64 array (exploration_bonus when untracked)."""
+        cdef cnp.npy_intp n = ids.shape[0]
+        cdef cnp.ndarray out = cnp.PyArray_EMPTY(1, &n, cnp.NPY_FLOAT64, 0)
+        cdef double *data = <double *>cnp.PyArray_DATA(out)
+        if n == 0:
+            return out
+        self._acquire(self.lock_timeout)
+        self._busy += 1
+        with nogil:
+            smp.lpt_scores_locked(&self._seg, &ids[0], n, data)
+        self._busy -= 1
+        self._release()
+        return out
+
+    def recommend_eviction(self, const int64_t[::1] ids not None, double min_presentations,
+                           double percentile):
+        """SPEC.md recommend_eviction over ``ids`` (current scores): the task id, or 0."""
+        cdef int64_t n = ids.shape[0]
+        cdef int64_t set_size = 1
+        cdef int64_t best
+        cdef double *scores
+        cdef int64_t *id_set
+        if n <= 1:
+            return 0
+        while set_size < 2 * n:
+            set_size *= 2
+        scores = <double *>malloc(n * sizeof(double))
+        id_set = <int64_t *>malloc(set_size * sizeof(int64_t))
+        try:
+            if scores == NULL or id_set == NULL:
+                raise MemoryError()
+            self._acquire(self.lock_timeout)
+            self._busy += 1
+            with nogil:
+                best = smp.lpt_recommend_eviction_locked(&self._seg, &ids[0], n, min_presentations,
+                                                         percentile, scores, id_set, set_size)
+            self._busy -= 1
+            self._release()
+        finally:
+            free(scores)
+            free(id_set)
+        return best
+
+    def sample(self, double uniform):
+        """A task drawn with probability proportional to its score (Fenwick
+        descent, O(log capacity)), ``uniform`` in [0, 1); 0 when the pool is empty."""
+        cdef int64_t task_id
+        self._acquire(self.lock_timeout)
+        task_id = smp.lpt_sample_locked(&self._seg, uniform)
+        self._release()
+        return task_id
+
+    def eviction_candidates(self, double min_presentations, double percentile, int64_t k):
+        """Up to ``k`` pool tasks recommend_eviction would pick, best first:
+        ``(slots, task_ids)`` int64 arrays.  O(active) once, then each is checked
+        with ``is_evictable`` when used."""
+        cdef cnp.npy_intp size = max(k, 0)
+        cdef cnp.ndarray slots = cnp.PyArray_EMPTY(1, &size, cnp.NPY_INT64, 0)
+        cdef cnp.ndarray task_ids = cnp.PyArray_EMPTY(1, &size, cnp.NPY_INT64, 0)
+        cdef double *scratch = <double *>malloc(self.capacity * sizeof(double))
+        cdef int64_t found
+        if scratch == NULL:
+            raise MemoryError()
+        try:
+            self._acquire(self.lock_timeout)
+            self._busy += 1
+            with nogil:
+                found = smp.lpt_eviction_candidates_locked(
+                    &self._seg, min_presentations, percentile, size,
+                    <int64_t *>cnp.PyArray_DATA(slots), <int64_t *>cnp.PyArray_DATA(task_ids), scratch)
+            self._busy -= 1
+            self._release()
+        finally:
+            free(scratch)
+        return slots[:found], task_ids[:found]
+
+    def is_evictable(self, int64_t slot, int64_t task_id, double min_presentations):
+        """Whether ``task_id`` still holds ``slot``, is active and has at least
+        ``min_presentations`` completions."""
+        cdef int valid
+        self._acquire(self.lock_timeout)
+        valid = smp.lpt_eviction_candidate_valid_locked(&self._seg, slot, task_id, min_presentations)
+        self._release()
+        return valid == 1
 
     # -- benchmarks -----------------------------------------------------------
     def lock_bench(self, int64_t n):

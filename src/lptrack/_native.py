@@ -9,25 +9,34 @@ Shared segments: the first process to name a session creates the segment
 (zero-filled, magic written last); every other process attaches and must ask
 for the same capacity and row width (else LayoutMismatchError, and nothing
 changes).  Only the creating process may unlink it; ``close()`` only detaches.
+
+Liveness (csrc/lpt_liveness.h): every process using a shared segment is in
+the segment's registry, from creation, attachment or a fork until close().
+Opening a session whose segment has no live registered process (its
+processes were all killed) removes that stale segment and creates a fresh
+one; a segment with a live user is never removed.
 """
 
 from __future__ import annotations
 
 import os
 import time
+import weakref
 
 import numpy as np
 
 from lptrack import _shm
 from lptrack._core import (
     DEFAULT_LOCK_TIMEOUT,
+    LAYOUT_VERSION,
     SegmentBuffer,
     SegmentTable,
     aligned_image,
+    peek_layout,
     segment_bytes,
 )
 from lptrack._table import ROW_WIDTH, Table
-from lptrack.errors import SegmentError
+from lptrack.errors import LayoutMismatchError, SegmentError
 
 #: Separates the native engine's segments from other engines' in /dev/shm.
 SEGMENT_KIND = "native_"
@@ -53,10 +62,13 @@ class NativeTable(SegmentTable, Table):
         lock_timeout: float = DEFAULT_LOCK_TIMEOUT,
     ) -> None:
         self._init_fields(session_id, lock_timeout)
+        size = segment_bytes(capacity, row_width)
+        _shm.check_allocatable(size, shared=session_id is not None)
         if session_id is None:
-            self._create(aligned_image(segment_bytes(capacity, row_width)), capacity, row_width)
+            self._create(aligned_image(size), capacity, row_width)
         else:
             self._open_shared(capacity, row_width, may_create=True)
+            _open_shared_tables.add(self)
 
     def _init_fields(self, session_id: str | None, lock_timeout: float) -> None:
         self.lock_timeout = lock_timeout
@@ -108,7 +120,11 @@ class NativeTable(SegmentTable, Table):
         return True
 
     def _try_attach(self, name: str, capacity: int, row_width: int, *, missing_ok: bool) -> bool:
-        """Attach if the segment exists and its creator has finished; raise on a mismatch."""
+        """Attach if the segment exists and its creator has finished; raise on a mismatch.
+
+        With ``missing_ok`` (opening a session, which may create) a stale
+        segment is removed instead, and False returned so the caller creates.
+        """
         try:
             segment = _shm.attach_segment(name)
         except FileNotFoundError as exc:  # not created yet, or just removed
@@ -125,12 +141,20 @@ class NativeTable(SegmentTable, Table):
         if not ready:
             _shm.close_segment(segment)
             return False
+        stale = missing_ok and not self.live_pids() and self._retire()
+        if stale:
+            _shm.unlink_if_same(segment)
+        if stale or not self._register():  # stale, or being removed by another process
+            self._unbind()
+            _shm.close_segment(segment)
+            return False
         self._segment = segment
         return True
 
     # -- lifecycle ------------------------------------------------------------
     def close(self) -> None:
         """Detach this process (idempotent).  Views of ``rows`` keep the mapping alive."""
+        self._unregister()
         self._unbind()
         if self._segment is not None:
             _shm.close_segment(self._segment)
@@ -160,12 +184,57 @@ class NativeTable(SegmentTable, Table):
         return f"<NativeTable {where} {len(self)}/{self.capacity} tasks>"
 
 
+def open_observer(name: str) -> NativeTable:
+    """Attach to the native segment ``name`` (its /dev/shm name) as an observer,
+    whatever its capacity: not registered as a user, so it never keeps a stale
+    segment alive (``lptrack inspect`` and ``lptrack cleanup``).
+
+    FileNotFoundError if it does not exist, SegmentError if it is not an
+    initialised lptrack segment, LayoutMismatchError for another layout version.
+    """
+    segment = _shm.attach_segment(name)
+    try:
+        buffer = SegmentBuffer(segment, segment.buf)
+        found = peek_layout(buffer)
+        if found is None:
+            raise SegmentError(f"{name!r} is not an initialised lptrack segment")
+        version, capacity, row_width = found
+        if version != LAYOUT_VERSION:
+            raise LayoutMismatchError(
+                f"{name!r} has layout version {version}; this lptrack reads version {LAYOUT_VERSION}"
+            )
+        table = NativeTable.__new__(NativeTable)
+        table._init_fields(name.removeprefix(_shm.segment_name("", SEGMENT_KIND)), DEFAULT_LOCK_TIMEOUT)
+        table._attach(buffer, capacity, row_width)
+        del buffer
+    except BaseException:
+        _shm.close_segment(segment)
+        raise
+    table._segment = segment
+    return table
+
+
 def _reattach(session_id: str, capacity: int, row_width: int, lock_timeout: float) -> NativeTable:
     """Unpickle a shared table: attach to the session's existing segment."""
     table = NativeTable.__new__(NativeTable)
     table._init_fields(session_id, lock_timeout)
     table._open_shared(capacity, row_width, may_create=False)
+    _open_shared_tables.add(table)
     return table
+
+
+#: The shared tables open in this process, so that a forked child (which
+#: inherits them without unpickling) enters the registries as a user too.
+_open_shared_tables: weakref.WeakSet[NativeTable] = weakref.WeakSet()
+
+
+def _register_in_forked_child() -> None:
+    for table in list(_open_shared_tables):
+        if table.rows is not None:
+            table._register()
+
+
+os.register_at_fork(after_in_child=_register_in_forked_child)
 
 
 def _restore_local(capacity: int, row_width: int, image: bytes, lock_timeout: float) -> NativeTable:

@@ -55,7 +55,7 @@ from lptrack._table import (
     DistributionParams,
     Table,
 )
-from lptrack.errors import LayoutMismatchError, LockTimeoutError, SegmentError
+from lptrack.errors import LayoutMismatchError, LockReentryError, LockTimeoutError, SegmentError
 
 #: Segment-name prefix separating this engine's segments from the native ones.
 SEGMENT_KIND = "py_"
@@ -67,8 +67,8 @@ _LAYOUT_VERSION = 1
 _H_MAGIC, _H_VERSION, _H_CAPACITY, _H_ROW_WIDTH, _H_CREATOR_PID = range(5)
 #: How long an attaching process waits for the creator to finish the header.
 _ATTACH_READY_TIMEOUT = 5.0
-#: Default lock wait of a shared table (SPEC: never infinite there).
-SHARED_LOCK_TIMEOUT = 30.0
+#: Default lock wait (never infinite: a stuck holder raises instead of hanging).
+LOCK_TIMEOUT = 30.0
 
 
 def _check_capacity(capacity: int, row_width: int) -> None:
@@ -83,6 +83,7 @@ class PythonTable(Table):
 
     def __init__(self, capacity: int, row_width: int = ROW_WIDTH, session_id: str | None = None) -> None:
         _check_capacity(capacity, row_width)
+        _shm.check_allocatable(capacity * row_width * 8, shared=session_id is not None)
         self.capacity = capacity
         self.row_width = row_width
         self.session_id = session_id
@@ -152,7 +153,8 @@ class PythonTable(Table):
     def _init_process_state(self) -> None:
         """Build this process's index from the rows (empty for a new table)."""
         self._lock = threading.Lock()
-        self._lock_timeout = None if self.session_id is None else SHARED_LOCK_TIMEOUT
+        self._lock_owner: int | None = None  # threading.get_ident() of the holder
+        self._lock_timeout = LOCK_TIMEOUT
         self._closed = False
         self._generation = 0
         self._slot_of: dict[int, int] = {}
@@ -160,6 +162,8 @@ class PythonTable(Table):
         self._position: list[int] = [-1] * self.capacity
         self._labels: dict[int, str] = {}
         self._label_refs: dict[int, int] = {}
+        # The score rule (configure_scoring); a new native segment starts the same way.
+        self._scoring = (True, 0.0, 0.0)
         occupied = np.flatnonzero(self.rows[:, TASK_ID] != 0.0).tolist()
         ids = self.rows[occupied, TASK_ID].astype(np.int64).tolist()
         for slot, task_id in zip(occupied, ids):
@@ -172,7 +176,12 @@ class PythonTable(Table):
 
     # -- pickling -----------------------------------------------------------------
     def __getstate__(self) -> dict[str, Any]:
-        state: dict[str, Any] = {"capacity": self.capacity, "row_width": self.row_width, "session_id": self.session_id}
+        state: dict[str, Any] = {
+            "capacity": self.capacity,
+            "row_width": self.row_width,
+            "session_id": self.session_id,
+            "scoring": self._scoring,
+        }
         if self.session_id is None:
             # A local table travels as a copy of its state, active order included.
             state["rows"] = self.rows.copy()
@@ -193,6 +202,7 @@ class PythonTable(Table):
             # A shared table re-attaches; the receiving process never owns the segment.
             self._open_segment(self.session_id, create_if_missing=False)
         self._init_process_state()
+        self._scoring = state["scoring"]
         if self.session_id is None:
             self._restore_active_order(state["active"])
             self._labels = state["labels"]
@@ -209,15 +219,24 @@ class PythonTable(Table):
         if self._closed:
             raise SegmentError("the table is closed")
         wait = self._lock_timeout if timeout is None else timeout
-        if not self._lock.acquire(timeout=-1 if wait is None else wait):
+        me = threading.get_ident()
+        if self._lock_owner == me:
+            raise LockReentryError("this thread already holds the table lock (it is not re-entrant)")
+        if not self._lock.acquire(timeout=wait):
             raise LockTimeoutError(
                 f"could not acquire the table lock within {wait} s (held in this process, pid {os.getpid()})",
                 holder_pid=os.getpid(),
             )
+        self._lock_owner = me
         try:
             yield
         finally:
+            self._lock_owner = None
             self._lock.release()
+
+    def guard_row(self, slot: int) -> None:
+        """Nothing to do: every reader takes the (process-local) lock, and a dead
+        process takes its rows' only readers with it."""
 
     # -- pool membership --------------------------------------------------------------
     @property
@@ -319,6 +338,18 @@ class PythonTable(Table):
             self.rows[slot] = row
             return slot
 
+    def update_tracked(
+        self, task_id: int, score: float, ema_alpha: float, bidirectional: BidirectionalParams
+    ) -> int:
+        with self.lock():
+            slot = self._slot_of.get(task_id, -1)
+            if slot < 0:
+                return -1
+            row = self.rows[slot].tolist()
+            _update_row(row, score, ema_alpha, math.nan, bidirectional)
+            self.rows[slot] = row
+            return slot
+
     def read_row(self, slot: int) -> np.ndarray:
         with self.lock():
             return self.rows[slot].copy()
@@ -360,7 +391,106 @@ class PythonTable(Table):
     def label_for_hash(self, label_hash: int) -> str | None:
         return self._labels.get(label_hash)
 
-    # -- distribution -----------------------------------------------------------------------
+    # -- scores, distribution, sampling, eviction -------------------------------------------
+    def configure_scoring(self, bidirectional: bool, exploration_bonus: float, min_samples_for_lp: float) -> None:
+        if not math.isfinite(exploration_bonus) or not min_samples_for_lp >= 0.0:
+            raise ValueError("exploration_bonus must be finite and min_samples_for_lp >= 0")
+        self._scoring = (bool(bidirectional), float(exploration_bonus), float(min_samples_for_lp))
+
+    def _slots_of(self, ids: np.ndarray) -> np.ndarray:
+        """Slot of each id, -1 when untracked."""
+        get = self._slot_of.get
+        return np.array([get(task_id, -1) for task_id in ids.tolist()], dtype=np.intp)
+
+    def _slot_scores(self, slots: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(score, mature) of each slot (-1: untracked), SPEC.md score_task."""
+        bidirectional, bonus, min_samples = self._scoring
+        rows = self.rows[slots]
+        count = rows[:, COMPLETION_COUNT]
+        active = (slots >= 0) & (rows[:, TASK_ID] != 0.0) & (rows[:, IS_ACTIVE] != 0.0)
+        if bidirectional:
+            score = np.where(count > 0, rows[:, LP_SCORE], 0.0)
+            few = count < min_samples
+        else:
+            ema = rows[:, REWARD_EMA]
+            score = np.sqrt(np.maximum(rows[:, EMA_SQUARED] - ema * ema, 0.0))
+            few = (count < 2) | (count < min_samples)
+        score = np.where(active & ~few, score, bonus)
+        return score, active & (count >= min_samples)
+
+    def refresh_distribution(self, params: DistributionParams, ids: np.ndarray | None = None) -> bool:
+        with self.lock():
+            slots = np.array(self._active, dtype=np.intp) if ids is None else self._slots_of(ids)
+        mature = bool(self._slot_scores(slots)[1].any())
+        if mature:
+            self.compute_lp_distribution(params)
+        return mature
+
+    def scores(self, ids: np.ndarray) -> np.ndarray:
+        with self.lock():
+            return self._slot_scores(self._slots_of(ids))[0]
+
+    def _evictable(self, slots: np.ndarray, min_presentations: float) -> np.ndarray:
+        rows = self.rows[slots]
+        return (
+            (slots >= 0)
+            & (rows[:, TASK_ID] != 0.0)
+            & (rows[:, IS_ACTIVE] != 0.0)
+            & (rows[:, COMPLETION_COUNT] >= min_presentations)
+        )
+
+    def recommend_eviction(self, ids: np.ndarray, min_presentations: float, percentile: float) -> int:
+        if ids.size <= 1:
+            return 0
+        with self.lock():
+            slots = self._slots_of(ids)
+            scores = self._slot_scores(slots)[0]
+            _, first = np.unique(ids, return_index=True)
+            distinct = np.sort(scores[first])
+            threshold = distinct[max(0, int(distinct.size * percentile))]
+            eligible = self._evictable(slots, min_presentations) & (scores <= threshold)
+            if not eligible.any():
+                return 0
+            candidates = np.flatnonzero(eligible)
+            return int(ids[candidates[np.argmin(scores[candidates])]])
+
+    def eviction_candidates(
+        self, min_presentations: float, percentile: float, k: int
+    ) -> tuple[np.ndarray, np.ndarray]:
+        with self.lock():
+            slots = np.array(self._active, dtype=np.intp)
+            none = np.empty(0, dtype=np.int64)
+            if slots.size <= 1:
+                return none, none
+            scores = self._slot_scores(slots)[0]
+            threshold = np.sort(scores)[max(0, int(slots.size * percentile))]
+            eligible = np.flatnonzero(self._evictable(slots, min_presentations) & (scores <= threshold))
+            order = eligible[np.argsort(scores[eligible], kind="stable")][:k]
+            chosen = slots[order].astype(np.int64)
+            return chosen, self.rows[chosen, TASK_ID].astype(np.int64)
+
+    def is_evictable(self, slot: int, task_id: int, min_presentations: float) -> bool:
+        with self.lock():
+            if not 0 <= slot < self.capacity or self.rows[slot, TASK_ID] != task_id:
+                return False
+            return bool(self._evictable(np.array([slot], dtype=np.intp), min_presentations)[0])
+
+    def sample(self, uniform: float) -> int:
+        with self.lock():
+            n = len(self._active)
+            if n == 0:
+                return 0
+            occupied = np.flatnonzero(self.rows[:, TASK_ID] != 0.0)
+            weights = np.zeros(self.capacity)
+            weights[occupied] = np.maximum(self._slot_scores(occupied)[0], 0.0)
+            cumulative = np.cumsum(weights)
+            total = cumulative[-1]
+            if total > 0.0:
+                slot = int(np.searchsorted(cumulative, uniform * total, side="right"))
+                if slot < self.capacity and weights[slot] > 0.0:
+                    return int(self.rows[slot, TASK_ID])
+            return int(self.rows[self._active[min(int(uniform * n), n - 1)], TASK_ID])
+
     def compute_lp_distribution(self, params: DistributionParams) -> None:
         with self.lock():
             if not self._active:

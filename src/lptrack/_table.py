@@ -93,6 +93,13 @@ class Table(abc.ABC):
         (None: the engine's default, never infinite on shared tables).
         """
 
+    @abc.abstractmethod
+    def guard_row(self, slot: int) -> None:
+        """Within ``with lock():``, before writing row ``slot`` through ``rows``:
+        lock-free readers then never see the write half done, and if this
+        process dies before the block ends the row is restored as it is now.
+        One row per hold."""
+
     # -- pool membership (atomic) ---------------------------------------------
     @property
     @abc.abstractmethod
@@ -182,13 +189,64 @@ class Table(abc.ABC):
     def label_for_hash(self, label_hash: int) -> str | None:
         """The label string stored under ``label_hash``, or None."""
 
-    # -- learning-progress distribution ---------------------------------------
+    @abc.abstractmethod
+    def update_tracked(
+        self, task_id: int, score: float, ema_alpha: float, bidirectional: BidirectionalParams
+    ) -> int:
+        """``update`` of a tracked task with the row's threshold; -1 (nothing
+        changes, nothing is claimed) when the task is not tracked."""
+
+    # -- scores, distribution, sampling, eviction -------------------------------
+    # A task's score is SPEC.md's score_task value under the rule set by
+    # configure_scoring (exploration_bonus for an untracked or inactive task
+    # and below min_samples_for_lp; else lp_score, or the basic spread).  A
+    # task is *mature* when a stale bidirectional scorer asked for its score
+    # would recompute: active with completion_count >= min_samples_for_lp.
+    # Scores are kept current on every row change (the native engine keeps
+    # them in a Fenwick tree over slots, so sampling is O(log capacity)).
+    @abc.abstractmethod
+    def configure_scoring(self, bidirectional: bool, exploration_bonus: float, min_samples_for_lp: float) -> None:
+        """Set the score rule (bidirectional, else basic) for every process of the table."""
+
     @abc.abstractmethod
     def compute_lp_distribution(self, params: DistributionParams) -> None:
         """One pass over the active rows, under one lock hold: write every lp_score.
 
         SPEC.md "The distribution, in one pass over the tracked tasks".
         """
+
+    @abc.abstractmethod
+    def refresh_distribution(self, params: DistributionParams, ids: np.ndarray | None = None) -> bool:
+        """``compute_lp_distribution`` iff some task of ``ids`` (int64; None: of
+        the pool) is mature; returns whether it ran."""
+
+    @abc.abstractmethod
+    def scores(self, ids: np.ndarray) -> np.ndarray:
+        """The score of each id of an int64 array, as float64."""
+
+    @abc.abstractmethod
+    def recommend_eviction(self, ids: np.ndarray, min_presentations: float, percentile: float) -> int:
+        """SPEC.md recommend_eviction over ``ids`` (int64) with current scores: the id, or 0 for none."""
+
+    @abc.abstractmethod
+    def sample(self, uniform: float) -> int:
+        """A task drawn with probability proportional to max(score, 0), ``uniform``
+        in [0, 1): the first slot whose cumulative weight exceeds uniform * total;
+        uniform over the active list (``active[int(uniform * n)]``) when the total
+        is not positive.  0 when the pool is empty."""
+
+    @abc.abstractmethod
+    def eviction_candidates(
+        self, min_presentations: float, percentile: float, k: int
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """``(slots, task_ids)`` (int64) of up to ``k`` pool tasks in the order
+        recommend_eviction over ``active_ids()`` would pick them: eligible, at or
+        below the percentile threshold, by (score, active position)."""
+
+    @abc.abstractmethod
+    def is_evictable(self, slot: int, task_id: int, min_presentations: float) -> bool:
+        """Whether ``task_id`` still holds ``slot``, is active and has at least
+        ``min_presentations`` completions."""
 
     # -- lifecycle ------------------------------------------------------------
     @abc.abstractmethod

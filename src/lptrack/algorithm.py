@@ -8,7 +8,6 @@ the label strings) are shared.
 
 from __future__ import annotations
 
-import math
 import time
 import weakref
 from collections.abc import Iterable, Mapping
@@ -20,9 +19,18 @@ from lptrack import _table as col
 from lptrack._lpmath import gini
 from lptrack.config import LearningProgressConfig
 from lptrack.scorers import BasicLPScorer, BidirectionalLPScorer, LPScorer
-from lptrack.tracker import check_capacity, check_finite, check_task_id, create_task_tracker, label_hash
+from lptrack.tracker import (
+    MAX_TASK_ID,
+    bidirectional_params,
+    check_capacity,
+    check_finite,
+    check_task_id,
+    create_task_tracker,
+    label_hash,
+)
 
 UNKNOWN_LABEL = "unknown"
+_UNSEEN = object()
 
 
 class StatsLogger:
@@ -116,6 +124,15 @@ class LearningProgressAlgorithm(StatsLogger):
         self._label_eviction_counts: dict[str, int] = {}  # cumulative
         self._epoch_eviction_counts: dict[str, int] = {}
         self._inactive_labels: dict[str, None] = {}  # insertion-ordered set: the FIFO
+        self._bidirectional = bidirectional_params(self.hypers)
+        # Labels of the pool tasks this process created or sampled, so that
+        # sampling counts need no row read (pruned like Curriculum's task cache).
+        self._task_labels: dict[int, str | None] = {}
+        # Pool eviction candidates of one batch epoch, best last: see recommend_pool_eviction.
+        self._eviction_key: tuple[int, int] | None = None
+        self._eviction_slots: list[int] = []
+        self._eviction_ids: list[int] = []
+        self._eviction_truncated = False
         self._finalizer = self._make_finalizer()
 
     def _make_finalizer(self) -> weakref.finalize | None:
@@ -135,9 +152,9 @@ class LearningProgressAlgorithm(StatsLogger):
 
     # -- scoring ------------------------------------------------------------------------------
     def score_tasks(self, task_ids: Iterable[int]) -> dict[int, float]:
-        tracker = self.task_tracker
-        score = self.scorer.score_task
-        return {task_id: score(task_id, tracker) for task_id in task_ids}
+        task_ids = list(task_ids)
+        scores = self.scorer.score_many(_id_array(task_ids))
+        return dict(zip(task_ids, scores.tolist()))
 
     def get_task_score(self, task_id: int) -> float:
         return self.scorer.score_task(task_id, self.task_tracker)
@@ -150,26 +167,14 @@ class LearningProgressAlgorithm(StatsLogger):
         """
         if not task_ids:
             return None
-        scores = self.score_tasks(task_ids)
-        ordered = sorted(scores.values())
-        threshold = ordered[max(0, int(len(ordered) * self.hypers.eviction_threshold_percentile))]
-        if len(task_ids) <= 1:
-            return None
-        best: int | None = None
-        best_score = math.inf
-        for task_id in task_ids:
-            score = scores[task_id]
-            if score > threshold or score >= best_score:
-                continue
-            stats = self.task_tracker.get_task_stats(task_id)
-            if stats is not None and stats["completion_count"] >= min_presentations:
-                best, best_score = task_id, score
-        return best
+        ids = _id_array(task_ids)
+        self.scorer.refresh(ids)
+        return self.task_tracker.recommend_eviction(ids, min_presentations, self.hypers.eviction_threshold_percentile)
 
     # -- the pool, for Curriculum --------------------------------------------------------------
     def pool_size(self) -> int:
         """Tasks in the pool (of every process of a shared session)."""
-        return len(self.task_tracker._task_id_to_index)
+        return self.task_tracker.num_tracked()
 
     def pool_capacity(self) -> int:
         return self.task_tracker.max_memory_tasks
@@ -178,21 +183,55 @@ class LearningProgressAlgorithm(StatsLogger):
         return self.task_tracker.get_task_index(task_id) is not None
 
     def recommend_pool_eviction(self, min_presentations: int) -> int | None:
-        """``recommend_eviction`` over the whole pool."""
-        return self.recommend_eviction(self.task_tracker.get_all_tracked_tasks(), min_presentations)
+        """``recommend_eviction`` over the whole pool (``get_all_tracked_tasks()`` order).
+
+        The table lists the best candidates once per batch epoch (at least a
+        batch of them, since every eviction ends up counted in the batch);
+        each answer is the first one still tracked and evictable.  At batch
+        size 1 this is exactly ``recommend_eviction``; with larger batches the
+        candidates (their scores, and which tasks had enough presentations) are
+        up to a batch old, as the scores are everywhere else (SPEC.md,
+        deliberate change 1), though never evicted or untracked tasks.
+        """
+        self.scorer.refresh()
+        key = (self.scorer.batch_epoch, min_presentations)
+        if key != self._eviction_key:
+            self._load_eviction_candidates(min_presentations)
+            self._eviction_key = key
+        task_id = self._next_eviction_candidate(min_presentations)
+        if task_id is None and self._eviction_truncated:
+            self._load_eviction_candidates(min_presentations)
+            task_id = self._next_eviction_candidate(min_presentations)
+        return task_id
+
+    def _load_eviction_candidates(self, min_presentations: int) -> None:
+        limit = self.hypers.perf_invalidation_batch_size + 1
+        slots, ids = self.task_tracker.eviction_candidates(
+            min_presentations, self.hypers.eviction_threshold_percentile, limit
+        )
+        slots.reverse()
+        ids.reverse()
+        self._eviction_slots, self._eviction_ids = slots, ids
+        self._eviction_truncated = len(ids) == limit
+
+    def _next_eviction_candidate(self, min_presentations: int) -> int | None:
+        """The best cached candidate still evictable (kept until it is evicted)."""
+        slots, ids = self._eviction_slots, self._eviction_ids
+        is_evictable = self.task_tracker.is_evictable
+        while ids:
+            if is_evictable(slots[-1], ids[-1], min_presentations):
+                return ids[-1]
+            slots.pop()
+            ids.pop()
+        return None
 
     def sample_pool_task(self, uniform: float) -> int | None:
-        """A pool task drawn with probability proportional to its score; ``uniform`` in [0, 1)."""
-        task_ids = self.task_tracker.get_all_tracked_tasks()
-        if not task_ids:
-            return None
-        scores = self.score_tasks(task_ids)
-        cumulative = np.cumsum(np.fromiter(scores.values(), dtype=np.float64, count=len(scores)))
-        total = cumulative[-1]
-        if not total > 0.0:
-            return task_ids[int(uniform * len(task_ids))]
-        position = int(np.searchsorted(cumulative, uniform * total, side="right"))
-        return task_ids[min(position, len(task_ids) - 1)]
+        """A pool task drawn with probability proportional to its score; ``uniform`` in [0, 1).
+
+        O(log capacity): the table keeps the scores in a Fenwick tree over slots.
+        """
+        self.scorer.refresh()
+        return self.task_tracker.sample(uniform)
 
     def should_evict_task(self, task_id: int, min_presentations: int) -> bool:
         """Always False: eviction goes through ``recommend_eviction``."""
@@ -209,6 +248,7 @@ class LearningProgressAlgorithm(StatsLogger):
         self.task_tracker.update_lp_score(task_id, self.hypers.exploration_bonus)
         label = task.get_label()
         self.task_tracker.set_task_label(task_id, label)
+        self._remember_label(task_id, label)
         if previous_label != label:
             if previous_label is not None:
                 self._label_left_pool(previous_label)
@@ -217,15 +257,26 @@ class LearningProgressAlgorithm(StatsLogger):
     def on_task_evicted(self, task_id: int) -> None:
         """Remove the task, count its eviction under its label, and count the event for the scorer."""
         task_id = check_task_id(task_id)
+        label = self._task_labels.pop(task_id, _UNSEEN)
         if self.task_tracker.get_task_index(task_id) is None:
             return
-        label = self.task_tracker.get_task_label(task_id)
+        if label is _UNSEEN:
+            label = self.task_tracker.get_task_label(task_id)
         self.task_tracker.remove_task(task_id)
         self.scorer.remove_task(task_id)
         if label is not None:
             self._label_eviction_counts[label] = self._label_eviction_counts.get(label, 0) + 1
             self._epoch_eviction_counts[label] = self._epoch_eviction_counts.get(label, 0) + 1
             self._label_left_pool(label)
+
+    def _remember_label(self, task_id: int, label: str | None) -> str | None:
+        """Cache a pool task's label; drop tasks other processes evicted once the cache doubles."""
+        labels = self._task_labels
+        labels[task_id] = label
+        if len(labels) > 2 * self.task_tracker.max_memory_tasks:
+            tracked = self.task_tracker.get_task_index
+            self._task_labels = {t: cached for t, cached in labels.items() if tracked(t) is not None}
+        return label
 
     def _label_joined_pool(self, label: str) -> None:
         self._label_task_counts[label] = self._label_task_counts.get(label, 0) + 1
@@ -245,7 +296,10 @@ class LearningProgressAlgorithm(StatsLogger):
             self._label_eviction_counts.pop(oldest, None)
 
     def on_task_sampled(self, task_id: int) -> None:
-        label = self.task_tracker.get_task_label(task_id)
+        try:
+            label = self._task_labels[task_id]
+        except KeyError:
+            label = self._remember_label(task_id, self.task_tracker.get_task_label(task_id))
         if label is not None:
             self._label_sampling_counts[label] = self._label_sampling_counts.get(label, 0) + 1
 
@@ -253,10 +307,9 @@ class LearningProgressAlgorithm(StatsLogger):
         """Record a score; a score for a task no longer tracked is ignored and counted as late."""
         task_id = check_task_id(task_id)
         score = check_finite("score", score)
-        if self.task_tracker.get_task_index(task_id) is None:
+        if not self.task_tracker.update_tracked_task(task_id, score, self._bidirectional):
             self._late_updates += 1
             return
-        self.task_tracker.update_task_performance_with_bidirectional_emas(task_id, score, scorer=self.scorer)
         self.scorer.update_with_score(task_id, score)
 
     # -- label bookkeeping ------------------------------------------------------------------------
@@ -362,6 +415,7 @@ class LearningProgressAlgorithm(StatsLogger):
         self._label_sampling_counts = sampling
         self._label_eviction_counts = evictions
         self._epoch_eviction_counts = {}
+        self._task_labels = {}
         self._inactive_labels = dict.fromkeys(inactive)
         self._label_task_counts = {}
         labels_by_hash = {label_hash(label): label for label in active_labels}
@@ -378,6 +432,18 @@ class LearningProgressAlgorithm(StatsLogger):
             self._finalizer()
         else:
             self.task_tracker.cleanup_shared_memory()
+
+
+def _id_array(task_ids: list[Any]) -> np.ndarray:
+    """Validated task ids as int64 (checked one by one only when the bulk check fails, for the message)."""
+    array = np.asarray(task_ids) if task_ids else np.empty(0, dtype=np.int64)
+    if (
+        array.ndim != 1
+        or array.dtype.kind not in "iu"
+        or (array.size and (array.min() < 1 or array.max() >= MAX_TASK_ID))
+    ):
+        return np.array([check_task_id(task_id) for task_id in task_ids], dtype=np.int64)
+    return array.astype(np.int64, copy=False)
 
 
 def _counts(counts: dict[str, int]) -> np.ndarray:

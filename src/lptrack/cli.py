@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import sys
 from collections.abc import Sequence
 
-from . import benchmark
+from . import admin, benchmark
 
 #: ``--quick``: a smoke run of every algorithm, well under 30 s on 2 cores.
 QUICK = dict(tasks=200, episodes_per_epoch=400, epochs=3)
@@ -85,6 +86,45 @@ def _cmd_bench(args: argparse.Namespace) -> int:
     return 0
 
 
+def _add_admin_parsers(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser(
+        "inspect",
+        help="print a live, read-only summary of a session's pool",
+        description="Attach to a session's native segment as an observer (never its lock, "
+                    "never a registered user) and summarise it.",
+    )
+    p.add_argument("session", help="session id, or the segment's /dev/shm name")
+    p.add_argument("--json", action="store_true", help="print JSON instead of text")
+    p.add_argument("--top", type=_positive_int, default=10, help="tasks listed by lp_score (default %(default)s)")
+    p.set_defaults(func=_cmd_inspect)
+    p = subparsers.add_parser(
+        "cleanup",
+        help="remove lptrack segments that no live process uses",
+        description=admin.__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("sessions", nargs="*", metavar="SESSION",
+                   help="only these session ids or segment names (default: every lptrack segment)")
+    p.add_argument("--dry-run", action="store_true", help="list what would be removed, remove nothing")
+    p.add_argument("--json", action="store_true", help="print JSON instead of text")
+    p.set_defaults(func=_cmd_cleanup)
+
+
+def _cmd_inspect(args: argparse.Namespace) -> int:
+    summary = admin.inspect(args.session, top=args.top)
+    print(json.dumps(summary, indent=2) if args.json else admin.format_inspect(summary))
+    return 0
+
+
+def _cmd_cleanup(args: argparse.Namespace) -> int:
+    entries = admin.cleanup(dry_run=args.dry_run, sessions=args.sessions or None)
+    if args.json:
+        print(json.dumps([dataclasses.asdict(entry) for entry in entries], indent=2))
+    else:
+        print(admin.format_cleanup(entries, args.dry_run))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="lptrack",
@@ -92,6 +132,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     _add_bench_parser(subparsers)
+    _add_admin_parsers(subparsers)
     return parser
 
 

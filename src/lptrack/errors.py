@@ -32,3 +32,7 @@ class SegmentError(LptrackError, OSError):
 
 class PoolFullError(LptrackError, RuntimeError):
     """No free slot is left (raised only where the API promises an error, e.g. load_state)."""
+
+
+class LockReentryError(LptrackError, RuntimeError):
+    """The thread that holds a table's lock asked for it again (the lock is not re-entrant)."""

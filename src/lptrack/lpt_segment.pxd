@@ -6,6 +6,7 @@ cdef extern from "lpt_segment.h" nogil:
     const uint64_t LPT_ALIGNMENT
     const int64_t LPT_MAX_TASK_ID
     const int64_t LPT_MAX_CAPACITY
+    enum: LPT_MAX_PROCS
 
     enum lpt_op:
         LPT_OP_NONE
@@ -14,6 +15,7 @@ cdef extern from "lpt_segment.h" nogil:
         LPT_OP_UPDATE
         LPT_OP_SET_FIELDS
         LPT_OP_EXTERNAL
+        LPT_OP_CLEAR
 
     ctypedef struct lpt_layout:
         uint64_t capacity
@@ -79,6 +81,7 @@ cdef extern from "lpt_segment.h" nogil:
                               const double *values, int64_t n, int64_t *slot)
     void lpt_undo_begin_locked(lpt_segment *seg, int64_t slot, uint32_t op)
     void lpt_undo_end_locked(lpt_segment *seg)
+    int lpt_read_row(const lpt_segment *seg, int64_t slot, double *out, int attempts)
 
     int lpt_set_label_locked(lpt_segment *seg, int64_t task_id, uint64_t label_hash,
                              const char *label, uint64_t length, int64_t *slot)

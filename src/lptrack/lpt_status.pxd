@@ -16,5 +16,6 @@ cdef extern from "lpt_status.h" nogil:
         LPT_ERR_LOCK_SYSTEM
         LPT_ERR_LABELS_FULL
         LPT_ERR_CORRUPT
+        LPT_ERR_RETIRED
 
     const char *lpt_status_message(int status)

@@ -40,21 +40,53 @@ class LPScorerStats:
 
 
 class LPScorer(abc.ABC):
-    """Turns a tracker's rows into per-task scores."""
+    """Turns a tracker's rows into per-task scores.
+
+    Updates and evictions are counted together; every
+    ``perf_invalidation_batch_size``-th ends a batch (SPEC.md, deliberate
+    change 1), bumping ``batch_epoch``: what is derived from scores between
+    batches (the bidirectional distribution, the algorithm's eviction
+    candidates) is refreshed once per epoch.
+    """
+
+    #: The table's score rule (``Table.configure_scoring``).
+    bidirectional: bool = False
 
     def __init__(self, config: LearningProgressConfig, tracker: TaskTracker) -> None:
         self.config = config
         self.tracker = tracker
+        self.batch_epoch = 0
+        self._pending_events = 0
+        tracker.configure_scoring(self.bidirectional, config.exploration_bonus, config.min_samples_for_lp)
 
     @abc.abstractmethod
     def score_task(self, task_id: int, tracker: TaskTracker) -> float:
         """The task's sampling score (exploration_bonus while it has too few samples)."""
 
+    def score_many(self, ids: np.ndarray) -> np.ndarray:
+        """``score_task`` of every id of an int64 array, in one table pass."""
+        self.refresh(ids)
+        return self.tracker.scores(ids)
+
+    def refresh(self, ids: np.ndarray | None = None) -> None:
+        """Bring the scores of ``ids`` (None: of the pool) up to date before they are read."""
+
+    def _record_event(self) -> None:
+        self._pending_events += 1
+        if self._pending_events >= self.config.perf_invalidation_batch_size:
+            self._end_batch()
+
+    def _end_batch(self) -> None:
+        self._pending_events = 0
+        self.batch_epoch += 1
+
     def update_with_score(self, task_id: int, score: float) -> None:
         """Note that ``task_id`` got a score (its row is already updated by the tracker)."""
+        self._record_event()
 
     def remove_task(self, task_id: int) -> None:
         """Note that ``task_id`` left the pool."""
+        self._record_event()
 
     def get_stats(self) -> LPScorerStats:
         return LPScorerStats()
@@ -63,19 +95,23 @@ class LPScorer(abc.ABC):
         return {}
 
     def load_state(self, state: dict[str, Any]) -> None:
-        """Scorers keep nothing beyond the rows; subclasses reset their caches here."""
+        """Scorers keep nothing beyond the rows: what derives from them is dropped."""
+        self.invalidate_cache()
 
     def invalidate_cache(self) -> None:
-        """Drop anything derived from the rows."""
+        """Drop anything derived from the rows (an explicit request, not a batched event)."""
+        self._end_batch()
 
 
 class BidirectionalLPScorer(LPScorer):
     """Scores from the fast/slow success EMAs (p_fast, p_slow) through the LP distribution."""
 
+    bidirectional = True
+
     def __init__(self, config: LearningProgressConfig, tracker: TaskTracker) -> None:
         super().__init__(config, tracker)
         self._stale_dist = True
-        self._pending_events = 0
+        self._params = self._distribution_params()
 
     def _distribution_params(self) -> DistributionParams:
         config = self.config
@@ -87,12 +123,9 @@ class BidirectionalLPScorer(LPScorer):
             z_score_amplification=config.z_score_amplification,
         )
 
-    def _record_event(self) -> None:
-        """Count an update or eviction; every ``perf_invalidation_batch_size``-th marks the distribution stale."""
-        self._pending_events += 1
-        if self._pending_events >= self.config.perf_invalidation_batch_size:
-            self._pending_events = 0
-            self._stale_dist = True
+    def _end_batch(self) -> None:
+        super()._end_batch()
+        self._stale_dist = True
 
     @property
     def is_stale(self) -> bool:
@@ -105,16 +138,17 @@ class BidirectionalLPScorer(LPScorer):
             return self.config.exploration_bonus
         if not self._stale_dist:
             return stats["lp_score"]
-        tracker.compute_lp_distribution(self._distribution_params())
+        tracker.compute_lp_distribution(self._params)
         self._stale_dist = False
         stats = tracker.get_task_stats(task_id)
         return self.config.exploration_bonus if stats is None else stats["lp_score"]
 
-    def update_with_score(self, task_id: int, score: float) -> None:
-        self._record_event()
-
-    def remove_task(self, task_id: int) -> None:
-        self._record_event()
+    def refresh(self, ids: np.ndarray | None = None) -> None:
+        """The lazy rule: recompute only while stale, and only if some task of ``ids``
+        (None: of the pool) has enough samples, exactly when the per-task
+        ``score_task`` loop would have."""
+        if self._stale_dist and self.tracker.refresh_distribution(self._params, ids):
+            self._stale_dist = False
 
     def get_stats(self) -> LPScorerStats:
         rows = self.tracker.snapshot_rows()
@@ -137,14 +171,6 @@ class BidirectionalLPScorer(LPScorer):
     def get_state(self) -> dict[str, Any]:
         # The distribution lives in the rows; a restored scorer recomputes it before use.
         return {"stale_dist": True}
-
-    def load_state(self, state: dict[str, Any]) -> None:
-        self.invalidate_cache()
-
-    def invalidate_cache(self) -> None:
-        """Mark the distribution stale now (an explicit request, not a batched event)."""
-        self._stale_dist = True
-        self._pending_events = 0
 
 
 class BasicLPScorer(LPScorer):

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import abc
 import dataclasses
+import functools
 import hashlib
 import math
 import numbers
@@ -107,6 +108,12 @@ _CHECKPOINT_FIELDS: dict[str, int] = {
 }
 
 
+def bidirectional_params(config: Any) -> BidirectionalParams:
+    """The bidirectional half of an update, from a scorer's config."""
+    t = config.ema_timescale
+    return BidirectionalParams(t, t * config.slow_timescale_factor, bool(config.use_baseline_normalization))
+
+
 # -- validation ------------------------------------------------------------------------------
 def check_task_id(task_id: object) -> int:
     """``task_id`` as an int in [1, 2**53): TypeError for non-ints (bool, float), ValueError out of range."""
@@ -121,6 +128,8 @@ def check_task_id(task_id: object) -> int:
 
 def check_finite(name: str, value: object) -> float:
     """``value`` as a finite float: TypeError for non-numbers, ValueError for NaN/inf."""
+    if type(value) is float and math.isfinite(value):  # the hot path: skip the ABC check
+        return value
     if not isinstance(value, numbers.Real):
         raise TypeError(f"{name} must be a real number, got {type(value).__name__} {value!r}")
     result = float(value)
@@ -160,6 +169,7 @@ def _check_tracker_args(
     )
 
 
+@functools.lru_cache(maxsize=4096)
 def label_hash(label: str) -> int:
     """First 8 bytes of sha256(label), big-endian, masked to 53 bits (exact as a float64)."""
     digest = hashlib.sha256(label.encode("utf-8")).digest()
@@ -206,6 +216,7 @@ class TaskMemoryBackend(abc.ABC):
                     f"set_task_state cannot change the task of slot {index} "
                     f"({current:.0f} -> {values[col.TASK_ID]:.0f}); track and remove tasks through TaskTracker"
                 )
+            self.table.guard_row(index)
             self.table.rows[index, : values.size] = values
 
     def acquire_lock(self) -> AbstractContextManager[None]:
@@ -365,6 +376,10 @@ class TaskTracker:
         """Free the task's slot (row zeroed) for reuse; no-op for an untracked task."""
         self._table.release(check_task_id(task_id))
 
+    def num_tracked(self) -> int:
+        """Tasks in the pool (of every process of a shared session)."""
+        return len(self._table)
+
     def get_task_index(self, task_id: int) -> int | None:
         slot = self._table.find(check_task_id(task_id))
         return None if slot < 0 else slot
@@ -413,12 +428,18 @@ class TaskTracker:
     ) -> None:
         """The hot path: one atomic row update (creating the task when untracked and a slot is free)."""
         config = getattr(scorer, "config", None) if scorer is not None else None
-        bidirectional = None
-        if config is not None:
-            t = config.ema_timescale
-            bidirectional = BidirectionalParams(t, t * config.slow_timescale_factor,
-                                                bool(config.use_baseline_normalization))
+        bidirectional = None if config is None else bidirectional_params(config)
         self._update(task_id, score, success_threshold, _NAN, bidirectional)
+
+    def update_tracked_task(self, task_id: int, score: float, bidirectional: BidirectionalParams) -> bool:
+        """The bidirectional update of a task already tracked, with its own threshold
+        (``task_id`` and ``score`` validated by the caller); False, and nothing
+        changes, when it is not tracked."""
+        if self._table.update_tracked(task_id, score, self.ema_alpha, bidirectional) < 0:
+            return False
+        self._total_completions += 1
+        self._sum_scores += score
+        return True
 
     def update_task_performance(
         self, task_id: int, score: float, lp_score: float | None = None, success_threshold: float | None = None
@@ -445,6 +466,33 @@ class TaskTracker:
     def compute_lp_distribution(self, params: DistributionParams) -> None:
         """Rewrite every tracked task's lp_score in one table pass (the scorer's recomputation)."""
         self._table.compute_lp_distribution(params)
+
+    # -- scores, sampling, eviction (one table call each, no loop over tasks here) ------------------
+    def configure_scoring(self, bidirectional: bool, exploration_bonus: float, min_samples_for_lp: float) -> None:
+        """The score rule the table keeps every task's score (and sampling weight) by."""
+        self._table.configure_scoring(bidirectional, exploration_bonus, min_samples_for_lp)
+
+    def refresh_distribution(self, params: DistributionParams, ids: np.ndarray | None = None) -> bool:
+        """Recompute the distribution iff a task of ``ids`` (None: any) has enough samples."""
+        return self._table.refresh_distribution(params, ids)
+
+    def scores(self, ids: np.ndarray) -> np.ndarray:
+        return self._table.scores(ids)
+
+    def recommend_eviction(self, ids: np.ndarray, min_presentations: float, percentile: float) -> int | None:
+        return self._table.recommend_eviction(ids, min_presentations, percentile) or None
+
+    def eviction_candidates(self, min_presentations: float, percentile: float, k: int) -> tuple[list[int], list[int]]:
+        """(slots, task_ids) of up to ``k`` pool eviction candidates, best first."""
+        slots, ids = self._table.eviction_candidates(min_presentations, percentile, k)
+        return slots.tolist(), ids.tolist()
+
+    def is_evictable(self, slot: int, task_id: int, min_presentations: float) -> bool:
+        return self._table.is_evictable(slot, task_id, min_presentations)
+
+    def sample(self, uniform: float) -> int | None:
+        """A pool task drawn by score (``uniform`` in [0, 1)); None when the pool is empty."""
+        return self._table.sample(uniform) or None
 
     # -- reads ------------------------------------------------------------------------------------
     def _active_row(self, task_id: int) -> np.ndarray | None:

@@ -1,0 +1,371 @@
+/* lpt_sampler.c: see lpt_sampler.h. */
+#include "lpt_sampler.h"
+
+#include <math.h>
+#include <string.h>
+
+#include "lpt_status.h"
+
+/* Fenwick updates between two rebuilds, beyond which the next update
+ * rebuilds (bounds rounding drift where no distribution pass runs). */
+#define REBUILD_AFTER_OPS(capacity) (4 * (uint64_t)(capacity) + 4096)
+
+uint64_t lpt_sampler_region_bytes(uint64_t capacity)
+{
+    return capacity * (2 * sizeof(double) + sizeof(uint8_t));
+}
+
+/* -- scores ---------------------------------------------------------------- */
+
+static inline int row_active(const double *row)
+{
+    return row[LPT_COL_TASK_ID] != 0.0 && row[LPT_COL_IS_ACTIVE] != 0.0;
+}
+
+/* score_task of a tracked row (SPEC.md); get_task_stats reads lp_score,
+ * reward_ema and ema_squared as 0.0 while the count is 0. */
+static double row_score(const lpt_header *h, const double *row)
+{
+    const double count = row[LPT_COL_COMPLETION_COUNT];
+    if (!row_active(row))
+        return h->exploration_bonus;
+    if (h->score_mode == LPT_SCORE_BASIC) {
+        if (count < 2.0 || count < h->min_samples_for_lp)
+            return h->exploration_bonus;
+        const double ema = row[LPT_COL_REWARD_EMA];
+        const double spread = row[LPT_COL_EMA_SQUARED] - ema * ema;
+        return sqrt(spread > 0.0 ? spread : 0.0);
+    }
+    if (count < h->min_samples_for_lp)
+        return h->exploration_bonus;
+    return count > 0.0 ? row[LPT_COL_LP_SCORE] : 0.0;
+}
+
+static inline int row_mature(const lpt_header *h, const double *row)
+{
+    return row_active(row) && row[LPT_COL_COMPLETION_COUNT] >= h->min_samples_for_lp;
+}
+
+/* What the tree adds up: negative scores (only a hand-written lp_score can
+ * be negative) never draw. */
+static inline double draw_weight(double score)
+{
+    return score > 0.0 ? score : 0.0;
+}
+
+/* -- the tree ---------------------------------------------------------------- */
+
+void lpt_sampler_rebuild_locked(lpt_segment *seg)
+{
+    lpt_header *h = seg->header;
+    const int64_t cap = seg->capacity;
+    uint64_t mature = 0;
+    for (int64_t slot = 0; slot < cap; slot++) {
+        const double *row = lpt_row(seg, slot);
+        const int used = row[LPT_COL_TASK_ID] != 0.0;
+        seg->weights[slot] = used ? row_score(h, row) : 0.0;
+        seg->mature[slot] = (uint8_t)(used && row_mature(h, row));
+        mature += seg->mature[slot];
+        seg->tree[slot] = draw_weight(seg->weights[slot]);
+    }
+    for (int64_t i = 1; i <= cap; i++) {
+        const int64_t parent = i + (i & -i);
+        if (parent <= cap)
+            seg->tree[parent - 1] += seg->tree[i - 1];
+    }
+    h->n_mature = mature;
+    h->sampler_ops = 0;
+}
+
+void lpt_sampler_refresh_locked(lpt_segment *seg, int64_t slot)
+{
+    lpt_header *h = seg->header;
+    const double *row = lpt_row(seg, slot);
+    const int used = row[LPT_COL_TASK_ID] != 0.0;
+    const double weight = used ? row_score(h, row) : 0.0;
+    const uint8_t mature = (uint8_t)(used && row_mature(h, row));
+    h->n_mature = h->n_mature + mature - seg->mature[slot];
+    seg->mature[slot] = mature;
+    const double delta = draw_weight(weight) - draw_weight(seg->weights[slot]);
+    seg->weights[slot] = weight;
+    if (delta == 0.0)
+        return;
+    if (++h->sampler_ops > REBUILD_AFTER_OPS(seg->capacity)) {
+        lpt_sampler_rebuild_locked(seg);
+        return;
+    }
+    for (int64_t i = slot + 1; i <= seg->capacity; i += i & -i)
+        seg->tree[i - 1] += delta;
+}
+
+int lpt_sampler_configure_locked(lpt_segment *seg, uint32_t mode, double exploration_bonus,
+                                 double min_samples_for_lp)
+{
+    if ((mode != LPT_SCORE_BIDIRECTIONAL && mode != LPT_SCORE_BASIC) || !isfinite(exploration_bonus)
+        || !(min_samples_for_lp >= 0.0))
+        return LPT_ERR_INVALID;
+    lpt_header *h = seg->header;
+    h->score_mode = mode;
+    h->exploration_bonus = exploration_bonus;
+    h->min_samples_for_lp = min_samples_for_lp;
+    lpt_sampler_rebuild_locked(seg);
+    return LPT_OK;
+}
+
+/* -- scores of many ids ---------------------------------------------------------- */
+
+int64_t lpt_scores_locked(const lpt_segment *seg, const int64_t *ids, int64_t n, double *out)
+{
+    const lpt_header *h = seg->header;
+    int64_t mature = 0;
+    for (int64_t i = 0; i < n; i++) {
+        const int64_t slot = lpt_find_locked(seg, ids[i]);
+        if (slot < 0) {
+            out[i] = h->exploration_bonus;
+            continue;
+        }
+        out[i] = seg->weights[slot];
+        mature += seg->mature[slot];
+    }
+    return mature;
+}
+
+int lpt_any_mature_locked(const lpt_segment *seg, const int64_t *ids, int64_t n)
+{
+    if (ids == NULL)
+        return seg->header->n_mature > 0;
+    for (int64_t i = 0; i < n; i++) {
+        const int64_t slot = lpt_find_locked(seg, ids[i]);
+        if (slot >= 0 && seg->mature[slot])
+            return 1;
+    }
+    return 0;
+}
+
+/* -- sampling ---------------------------------------------------------------------- */
+
+int64_t lpt_sample_locked(const lpt_segment *seg, double uniform)
+{
+    const int64_t n = (int64_t)atomic_load_explicit(&seg->header->n_active, memory_order_relaxed);
+    const int64_t cap = seg->capacity;
+    if (n == 0)
+        return 0;
+    int64_t top = 1;
+    while (top * 2 <= cap)
+        top *= 2;
+    double total = 0.0;
+    for (int64_t i = cap; i > 0; i -= i & -i)
+        total += seg->tree[i - 1];
+    if (total > 0.0) {
+        /* The largest prefix whose sum is <= target: the slot after it is
+         * the first whose cumulative weight exceeds the target. */
+        double target = uniform * total;
+        int64_t pos = 0;
+        for (int64_t step = top; step > 0; step >>= 1) {
+            if (pos + step <= cap && seg->tree[pos + step - 1] <= target) {
+                pos += step;
+                target -= seg->tree[pos - 1];
+            }
+        }
+        if (pos < cap && draw_weight(seg->weights[pos]) > 0.0)
+            return (int64_t)lpt_row(seg, pos)[LPT_COL_TASK_ID];
+    }
+    int64_t position = (int64_t)(uniform * (double)n);
+    if (position >= n)
+        position = n - 1;
+    return (int64_t)lpt_row(seg, seg->active[position])[LPT_COL_TASK_ID];
+}
+
+/* -- eviction ------------------------------------------------------------------------ */
+
+static inline void swap_double(double *a, double *b)
+{
+    const double t = *a;
+    *a = *b;
+    *b = t;
+}
+
+/* The k-th smallest of v[0..n) (0-based), partially reordering v: Hoare
+ * quickselect with a median-of-three pivot, O(n) expected. */
+static double select_kth(double *v, int64_t n, int64_t k)
+{
+    int64_t lo = 0, hi = n - 1;
+    while (lo < hi) {
+        const int64_t mid = lo + (hi - lo) / 2;
+        if (v[mid] < v[lo])
+            swap_double(&v[mid], &v[lo]);
+        if (v[hi] < v[lo])
+            swap_double(&v[hi], &v[lo]);
+        if (v[hi] < v[mid])
+            swap_double(&v[hi], &v[mid]);
+        const double pivot = v[mid];
+        int64_t i = lo, j = hi;
+        while (i <= j) {
+            while (v[i] < pivot)
+                i++;
+            while (pivot < v[j])
+                j--;
+            if (i <= j) {
+                swap_double(&v[i], &v[j]);
+                i++;
+                j--;
+            }
+        }
+        if (k <= j)
+            hi = j;
+        else if (k >= i)
+            lo = i;
+        else
+            return v[k];
+    }
+    return v[k];
+}
+
+/* Python's int(len * percentile), clamped like sorted[max(0, ...)]. */
+static int64_t threshold_rank(int64_t n, double percentile)
+{
+    const int64_t rank = (int64_t)((double)n * percentile);
+    return rank < 0 ? 0 : rank;
+}
+
+static int evictable(const double *row, double min_presentations)
+{
+    return row_active(row) && row[LPT_COL_COMPLETION_COUNT] >= min_presentations;
+}
+
+/* Fibonacci hashing into a power-of-two set of ids (0 marks an empty cell). */
+static int set_insert(int64_t *set, int64_t size, int64_t id)
+{
+    uint64_t i = ((uint64_t)id * UINT64_C(0x9e3779b97f4a7c15)) & (uint64_t)(size - 1);
+    while (set[i] != 0) {
+        if (set[i] == id)
+            return 0;
+        i = (i + 1) & (uint64_t)(size - 1);
+    }
+    set[i] = id;
+    return 1;
+}
+
+int64_t lpt_recommend_eviction_locked(const lpt_segment *seg, const int64_t *ids, int64_t n,
+                                      double min_presentations, double percentile,
+                                      double *scores, int64_t *set, int64_t set_size)
+{
+    if (n <= 1)
+        return 0;
+    /* The distinct ids' scores, for the threshold (the original keys scores by id). */
+    memset(set, 0, (size_t)set_size * sizeof(int64_t));
+    int64_t distinct = 0;
+    for (int64_t i = 0; i < n; i++)
+        if (set_insert(set, set_size, ids[i]))
+            lpt_scores_locked(seg, &ids[i], 1, &scores[distinct++]);
+    const double threshold = select_kth(scores, distinct, threshold_rank(distinct, percentile));
+    int64_t best = 0;
+    double best_score = INFINITY;
+    for (int64_t i = 0; i < n; i++) {
+        const int64_t slot = lpt_find_locked(seg, ids[i]);
+        if (slot < 0)
+            continue;
+        const double score = seg->weights[slot];
+        if (score > threshold || score >= best_score)
+            continue;
+        if (evictable(lpt_row(seg, slot), min_presentations)) {
+            best = ids[i];
+            best_score = score;
+        }
+    }
+    return best;
+}
+
+/* (weight, position) order of the candidate max-heap. */
+static inline int heap_less(const double *w, const int64_t *pos, int64_t a, int64_t b)
+{
+    return w[a] < w[b] || (w[a] == w[b] && pos[a] < pos[b]);
+}
+
+static void heap_sift_down(double *w, int64_t *pos, int64_t n, int64_t i)
+{
+    for (;;) {
+        int64_t largest = i;
+        const int64_t l = 2 * i + 1, r = 2 * i + 2;
+        if (l < n && heap_less(w, pos, largest, l))
+            largest = l;
+        if (r < n && heap_less(w, pos, largest, r))
+            largest = r;
+        if (largest == i)
+            return;
+        swap_double(&w[i], &w[largest]);
+        const int64_t t = pos[i];
+        pos[i] = pos[largest];
+        pos[largest] = t;
+        i = largest;
+    }
+}
+
+static void heap_sift_up(double *w, int64_t *pos, int64_t i)
+{
+    while (i > 0) {
+        const int64_t parent = (i - 1) / 2;
+        if (!heap_less(w, pos, parent, i))
+            return;
+        swap_double(&w[i], &w[parent]);
+        const int64_t t = pos[i];
+        pos[i] = pos[parent];
+        pos[parent] = t;
+        i = parent;
+    }
+}
+
+int64_t lpt_eviction_candidates_locked(const lpt_segment *seg, double min_presentations,
+                                       double percentile, int64_t k, int64_t *slots,
+                                       int64_t *ids, double *scratch)
+{
+    const int64_t n = (int64_t)atomic_load_explicit(&seg->header->n_active, memory_order_relaxed);
+    if (n <= 1 || k <= 0)
+        return 0;
+    for (int64_t i = 0; i < n; i++)
+        scratch[i] = seg->weights[seg->active[i]];
+    const double threshold = select_kth(scratch, n, threshold_rank(n, percentile));
+    /* A max-heap of the k lowest (weight, position) eligible candidates; its
+     * weights live in scratch (free again after the threshold) and its
+     * positions in ids[] until the final ordering. */
+    double *heap_w = scratch;
+    int64_t *heap_pos = ids;
+    int64_t size = 0;
+    for (int64_t i = 0; i < n; i++) {
+        const int64_t slot = seg->active[i];
+        const double w = seg->weights[slot];
+        if (w > threshold || !evictable(lpt_row(seg, slot), min_presentations))
+            continue;
+        if (size < k) {
+            heap_w[size] = w;
+            heap_pos[size] = i;
+            heap_sift_up(heap_w, heap_pos, size++);
+        } else if (w < heap_w[0]) { /* equal weight: the earlier position stays */
+            heap_w[0] = w;
+            heap_pos[0] = i;
+            heap_sift_down(heap_w, heap_pos, size, 0);
+        }
+    }
+    /* Heap sort in place: the largest goes last, so the result ascends. */
+    for (int64_t end = size - 1; end > 0; end--) {
+        swap_double(&heap_w[0], &heap_w[end]);
+        const int64_t t = heap_pos[0];
+        heap_pos[0] = heap_pos[end];
+        heap_pos[end] = t;
+        heap_sift_down(heap_w, heap_pos, end, 0);
+    }
+    for (int64_t i = 0; i < size; i++) {
+        slots[i] = seg->active[heap_pos[i]];
+        ids[i] = (int64_t)lpt_row(seg, slots[i])[LPT_COL_TASK_ID];
+    }
+    return size;
+}
+
+int lpt_eviction_candidate_valid_locked(const lpt_segment *seg, int64_t slot, int64_t task_id,
+                                        double min_presentations)
+{
+    if (slot < 0 || slot >= seg->capacity)
+        return 0;
+    const double *row = lpt_row(seg, slot);
+    return row[LPT_COL_TASK_ID] == (double)task_id && evictable(row, min_presentations);
+}

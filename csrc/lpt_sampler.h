@@ -1,0 +1,76 @@
+/* lpt_sampler.h: task scores, the sampling weights of every slot (a Fenwick
+ * tree in the segment, shared by every process), O(log n) sampling, and the
+ * eviction rule (SPEC.md, score_task and recommend_eviction).
+ *
+ * Keep in sync with src/lptrack/lpt_sampler.pxd.
+ *
+ * A slot's weight is its task's score_task value under the scoring rule in
+ * the header (lpt_sampler_configure_locked): exploration_bonus below
+ * min_samples_for_lp, else lp_score (bidirectional) or
+ * sqrt(max(0, ema_squared - reward_ema^2)) (basic); 0 for a free slot.  Every
+ * change to a row calls lpt_sampler_refresh_locked (O(log capacity)), so the
+ * tree always holds the current weights; the distribution pass rebuilds it in
+ * O(capacity), which also discards accumulated rounding.
+ *
+ * The sampler region, at layout.off_sampler: weights[capacity] double, then
+ * tree[capacity] double (Fenwick, node i at tree[i - 1]), then
+ * mature[capacity] uint8 (1 while the slot's task would make a stale
+ * bidirectional scorer recompute: active and count >= min_samples_for_lp).
+ */
+#ifndef LPT_SAMPLER_H
+#define LPT_SAMPLER_H
+
+#include <stdint.h>
+
+#include "lpt_segment.h"
+
+enum lpt_score_mode {
+    LPT_SCORE_BIDIRECTIONAL = 0, /* lp_score from the distribution pass */
+    LPT_SCORE_BASIC = 1          /* spread of the scores, from the EMAs */
+};
+
+/* Bytes of the sampler region for `capacity` slots. */
+uint64_t lpt_sampler_region_bytes(uint64_t capacity);
+
+/* Set the scoring rule for every process of the segment and rebuild. */
+int lpt_sampler_configure_locked(lpt_segment *seg, uint32_t mode, double exploration_bonus,
+                                 double min_samples_for_lp);
+
+/* Recompute every slot's weight and the tree from the rows: O(capacity). */
+void lpt_sampler_rebuild_locked(lpt_segment *seg);
+
+/* The row of `slot` changed (or the slot was claimed or freed): O(log capacity). */
+void lpt_sampler_refresh_locked(lpt_segment *seg, int64_t slot);
+
+/* score_task of each id (exploration_bonus when untracked) into out[n];
+ * returns how many ids are mature (see above). */
+int64_t lpt_scores_locked(const lpt_segment *seg, const int64_t *ids, int64_t n, double *out);
+
+/* Whether any id (any tracked task when ids is NULL) is mature. */
+int lpt_any_mature_locked(const lpt_segment *seg, const int64_t *ids, int64_t n);
+
+/* A task drawn with probability weight / total by Fenwick descent, `uniform`
+ * in [0, 1); uniform over the active list when the total is not positive (or
+ * rounding lands on an empty slot).  0 when the pool is empty. */
+int64_t lpt_sample_locked(const lpt_segment *seg, double uniform);
+
+/* recommend_eviction over ids[n] (SPEC.md): the task id, or 0 for none.
+ * Scratch: scores[n] doubles and set[set_size] int64 with set_size a power of
+ * two >= 2n (to count each id once in the percentile). */
+int64_t lpt_recommend_eviction_locked(const lpt_segment *seg, const int64_t *ids, int64_t n,
+                                      double min_presentations, double percentile,
+                                      double *scores, int64_t *set, int64_t set_size);
+
+/* The same rule over the whole pool, in active-list order, returning up to k
+ * candidates: the k eligible slots of lowest (weight, position), lowest
+ * first, each at or below the percentile threshold.  Scratch: capacity
+ * doubles.  Returns how many were written to slots[] and ids[]. */
+int64_t lpt_eviction_candidates_locked(const lpt_segment *seg, double min_presentations,
+                                       double percentile, int64_t k, int64_t *slots,
+                                       int64_t *ids, double *scratch);
+
+/* Whether cached candidate (slot, task_id) may still be evicted. */
+int lpt_eviction_candidate_valid_locked(const lpt_segment *seg, int64_t slot, int64_t task_id,
+                                        double min_presentations);
+
+#endif /* LPT_SAMPLER_H */
