@@ -10,9 +10,19 @@
  * rebuilds (bounds rounding drift where no distribution pass runs). */
 #define REBUILD_AFTER_OPS(capacity) (4 * (uint64_t)(capacity) + 4096)
 
+int64_t lpt_sampler_tree_leaves(uint64_t capacity)
+{
+    int64_t leaves = 1;
+    while ((uint64_t)leaves < capacity)
+        leaves *= 2;
+    return leaves;
+}
+
 uint64_t lpt_sampler_region_bytes(uint64_t capacity)
 {
-    return capacity * (2 * sizeof(double) + sizeof(uint8_t));
+    /* weights, Fenwick tree, evict keys, scratch; evict tree; mature flags */
+    return capacity * (4 * sizeof(double) + sizeof(uint8_t))
+           + 2 * (uint64_t)lpt_sampler_tree_leaves(capacity) * sizeof(int64_t);
 }
 
 /* -- scores ---------------------------------------------------------------- */
@@ -53,6 +63,64 @@ static inline double draw_weight(double score)
     return score > 0.0 ? score : 0.0;
 }
 
+/* -- the evict tree ------------------------------------------------------------ */
+
+static inline int evictable(const double *row, double min_presentations)
+{
+    return row_active(row) && row[LPT_COL_COMPLETION_COUNT] >= min_presentations;
+}
+
+static inline double evict_key(const lpt_segment *seg, int64_t slot)
+{
+    const double *row = lpt_row(seg, slot);
+    return evictable(row, seg->header->evict_min_presentations) ? seg->weights[slot] : INFINITY;
+}
+
+/* The better of two slots (-1: none) by (evict_key, active position):
+ * recommend_eviction's "lowest score, first in order". */
+static inline int64_t better(const lpt_segment *seg, int64_t a, int64_t b)
+{
+    if (a < 0)
+        return b;
+    if (b < 0)
+        return a;
+    const double ka = seg->evict_key[a], kb = seg->evict_key[b];
+    if (ka != kb)
+        return ka < kb ? a : b;
+    return seg->active_pos[a] < seg->active_pos[b] ? a : b;
+}
+
+static void evict_tree_fix(lpt_segment *seg, int64_t slot)
+{
+    int64_t *tree = seg->evict_tree;
+    int64_t i = seg->evict_leaves + slot;
+    tree[i] = isinf(seg->evict_key[slot]) ? -1 : slot;
+    for (i >>= 1; i >= 1; i >>= 1)
+        tree[i] = better(seg, tree[2 * i], tree[2 * i + 1]);
+}
+
+static void evict_tree_rebuild(lpt_segment *seg)
+{
+    int64_t *tree = seg->evict_tree;
+    const int64_t leaves = seg->evict_leaves;
+    for (int64_t slot = 0; slot < leaves; slot++) {
+        if (slot < seg->capacity && lpt_row(seg, slot)[LPT_COL_TASK_ID] != 0.0)
+            seg->evict_key[slot] = evict_key(seg, slot);
+        else if (slot < seg->capacity)
+            seg->evict_key[slot] = INFINITY;
+        tree[leaves + slot] = slot < seg->capacity && !isinf(seg->evict_key[slot]) ? slot : -1;
+    }
+    for (int64_t i = leaves - 1; i >= 1; i--)
+        tree[i] = better(seg, tree[2 * i], tree[2 * i + 1]);
+    seg->header->evict_threshold = NAN;
+}
+
+void lpt_sampler_moved_locked(lpt_segment *seg, int64_t slot)
+{
+    if (!isinf(seg->evict_key[slot]))
+        evict_tree_fix(seg, slot);
+}
+
 /* -- the tree ---------------------------------------------------------------- */
 
 void lpt_sampler_rebuild_locked(lpt_segment *seg)
@@ -75,6 +143,7 @@ void lpt_sampler_rebuild_locked(lpt_segment *seg)
     }
     h->n_mature = mature;
     h->sampler_ops = 0;
+    evict_tree_rebuild(seg);
 }
 
 void lpt_sampler_refresh_locked(lpt_segment *seg, int64_t slot)
@@ -88,6 +157,11 @@ void lpt_sampler_refresh_locked(lpt_segment *seg, int64_t slot)
     seg->mature[slot] = mature;
     const double delta = draw_weight(weight) - draw_weight(seg->weights[slot]);
     seg->weights[slot] = weight;
+    const double key = used ? evict_key(seg, slot) : INFINITY;
+    if (key != seg->evict_key[slot]) {
+        seg->evict_key[slot] = key;
+        evict_tree_fix(seg, slot);
+    }
     if (delta == 0.0)
         return;
     if (++h->sampler_ops > REBUILD_AFTER_OPS(seg->capacity)) {
@@ -228,11 +302,6 @@ static int64_t threshold_rank(int64_t n, double percentile)
     return rank < 0 ? 0 : rank;
 }
 
-static int evictable(const double *row, double min_presentations)
-{
-    return row_active(row) && row[LPT_COL_COMPLETION_COUNT] >= min_presentations;
-}
-
 /* Fibonacci hashing into a power-of-two set of ids (0 marks an empty cell). */
 static int set_insert(int64_t *set, int64_t size, int64_t id)
 {
@@ -368,4 +437,40 @@ int lpt_eviction_candidate_valid_locked(const lpt_segment *seg, int64_t slot, in
         return 0;
     const double *row = lpt_row(seg, slot);
     return row[LPT_COL_TASK_ID] == (double)task_id && evictable(row, min_presentations);
+}
+
+/* -- the pool's eviction candidate ----------------------------------------------------- */
+
+int64_t lpt_pool_candidate_locked(lpt_segment *seg, double min_presentations, double percentile,
+                                  int refresh_threshold)
+{
+    lpt_header *h = seg->header;
+    const int64_t n = (int64_t)atomic_load_explicit(&h->n_active, memory_order_relaxed);
+    if (n <= 1)
+        return 0;
+    if (min_presentations != h->evict_min_presentations) {
+        h->evict_min_presentations = min_presentations;
+        evict_tree_rebuild(seg);
+    }
+    if (percentile != h->evict_percentile || refresh_threshold || isnan(h->evict_threshold)) {
+        for (int64_t i = 0; i < n; i++)
+            seg->scratch[i] = seg->weights[seg->active[i]];
+        h->evict_threshold = select_kth(seg->scratch, n, threshold_rank(n, percentile));
+        h->evict_percentile = percentile;
+    }
+    const int64_t best = seg->evict_tree[1];
+    if (best < 0 || seg->evict_key[best] > h->evict_threshold)
+        return 0;
+    return (int64_t)lpt_row(seg, best)[LPT_COL_TASK_ID];
+}
+
+int64_t lpt_choose_locked(lpt_segment *seg, double uniform, double min_presentations,
+                          double percentile, int refresh_threshold)
+{
+    const uint64_t n = atomic_load_explicit(&seg->header->n_active, memory_order_relaxed);
+    if (n < (uint64_t)seg->capacity)
+        return 0;
+    const int64_t evict =
+        lpt_pool_candidate_locked(seg, min_presentations, percentile, refresh_threshold);
+    return evict ? -evict : lpt_sample_locked(seg, uniform);
 }

@@ -14,8 +14,13 @@
  *
  * The sampler region, at layout.off_sampler: weights[capacity] double, then
  * tree[capacity] double (Fenwick, node i at tree[i - 1]), then
- * mature[capacity] uint8 (1 while the slot's task would make a stale
- * bidirectional scorer recompute: active and count >= min_samples_for_lp).
+ * evict_key[capacity] double (the weight of an evictable task, else +inf),
+ * evict_tree[2 * leaves] int64 (a tournament tree over slots: node i holds
+ * the best slot of its subtree by (evict_key, active position), -1 for none;
+ * leaves = the power of two >= capacity, leaf of slot s at leaves + s),
+ * scratch[capacity] double (for the threshold), then mature[capacity] uint8
+ * (1 while the slot's task would make a stale bidirectional scorer
+ * recompute: active and count >= min_samples_for_lp).
  */
 #ifndef LPT_SAMPLER_H
 #define LPT_SAMPLER_H
@@ -31,6 +36,9 @@ enum lpt_score_mode {
 
 /* Bytes of the sampler region for `capacity` slots. */
 uint64_t lpt_sampler_region_bytes(uint64_t capacity);
+
+/* Leaves of the evict tree: the power of two >= capacity. */
+int64_t lpt_sampler_tree_leaves(uint64_t capacity);
 
 /* Set the scoring rule for every process of the segment and rebuild. */
 int lpt_sampler_configure_locked(lpt_segment *seg, uint32_t mode, double exploration_bonus,
@@ -72,5 +80,26 @@ int64_t lpt_eviction_candidates_locked(const lpt_segment *seg, double min_presen
 /* Whether cached candidate (slot, task_id) may still be evicted. */
 int lpt_eviction_candidate_valid_locked(const lpt_segment *seg, int64_t slot, int64_t task_id,
                                         double min_presentations);
+
+/* The pool task to evict next by recommend_eviction's rule over the active
+ * list (SPEC.md), or 0, in O(log capacity): the evictable tasks (active, at
+ * least min_presentations completions) are kept in a tournament tree by
+ * (weight, active position), and the percentile threshold of all weights is
+ * cached in the header.  Each rebuild (every distribution pass, configure,
+ * recovery) and `refresh_threshold` recompute the threshold (O(active));
+ * between them it can be up to a batch old, as the weights are.  Another
+ * min_presentations re-keys the tree once, O(capacity). */
+int64_t lpt_pool_candidate_locked(lpt_segment *seg, double min_presentations, double percentile,
+                                  int refresh_threshold);
+
+/* The curriculum's pick for the next episode: 0 while the pool has a free
+ * slot, -task_id to evict lpt_pool_candidate_locked's task, else a task
+ * sampled by lpt_sample_locked. */
+int64_t lpt_choose_locked(lpt_segment *seg, double uniform, double min_presentations,
+                          double percentile, int refresh_threshold);
+
+/* The active-list position of `slot` changed (the active list's swap-remove
+ * moved it): O(log capacity). */
+void lpt_sampler_moved_locked(lpt_segment *seg, int64_t slot);
 
 #endif /* LPT_SAMPLER_H */

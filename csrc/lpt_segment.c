@@ -92,7 +92,11 @@ static void view(void *base, const lpt_layout *l, lpt_segment *seg)
     seg->row_seq = (_Atomic uint64_t *)(b + l->off_row_seq);
     seg->weights = (double *)(b + l->off_sampler);
     seg->tree = seg->weights + l->capacity;
-    seg->mature = (uint8_t *)(seg->tree + l->capacity);
+    seg->evict_key = seg->tree + l->capacity;
+    seg->evict_leaves = lpt_sampler_tree_leaves(l->capacity);
+    seg->evict_tree = (int64_t *)(seg->evict_key + l->capacity);
+    seg->scratch = (double *)(seg->evict_tree + 2 * seg->evict_leaves);
+    seg->mature = (uint8_t *)(seg->scratch + l->capacity);
     seg->rows = (double *)(b + l->off_rows);
     seg->capacity = (int64_t)l->capacity;
     seg->row_width = (int64_t)l->row_width;
@@ -187,6 +191,8 @@ static void active_remove(lpt_segment *seg, int64_t slot)
     seg->active_pos[moved] = pos;
     seg->active_pos[slot] = -1;
     atomic_store_explicit(&seg->header->n_active, last, RELAXED);
+    if (moved != slot)
+        lpt_sampler_moved_locked(seg, moved);
 }
 
 /* The seqlock's writer side.  Odd: readers retry.  The release fence keeps

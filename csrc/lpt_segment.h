@@ -52,10 +52,10 @@
  * the creator, so an attacher that sees it sees an initialised segment. */
 #define LPT_MAGIC UINT64_C(0x014b43415254504c)
 /* Bump on any change to the header or the regions; attach refuses others. */
-#define LPT_LAYOUT_VERSION 2u
+#define LPT_LAYOUT_VERSION 3u
 #define LPT_HEADER_BYTES 1024u
 #define LPT_ALIGNMENT 64u
-#define LPT_HEADER_FIELDS_BYTES 312u /* checked in lpt_segment.c */
+#define LPT_HEADER_FIELDS_BYTES 336u /* checked in lpt_segment.c */
 
 /* Row columns the C core reads or writes (the full list is in SPEC.md). */
 enum lpt_column {
@@ -181,6 +181,9 @@ typedef struct lpt_header {
     double min_samples_for_lp;
     uint64_t n_mature;    /* active tasks with count >= min_samples_for_lp */
     uint64_t sampler_ops; /* weight changes since the tree was last rebuilt */
+    double evict_min_presentations; /* what makes a task evictable (evict tree keys) */
+    double evict_percentile;        /* of evict_threshold */
+    double evict_threshold;         /* NaN: recompute before use */
 
     /* room to grow without moving the lock (a layout version bump still) */
     uint8_t reserved[LPT_HEADER_BYTES - 2 * LPT_ALIGNMENT - LPT_HEADER_FIELDS_BYTES];
@@ -205,6 +208,10 @@ typedef struct lpt_segment {
     _Atomic uint64_t *row_seq;
     double *weights;  /* the sampler region (lpt_sampler.h) */
     double *tree;
+    double *evict_key;
+    int64_t *evict_tree;
+    int64_t evict_leaves;
+    double *scratch;
     uint8_t *mature;
     double *rows;
     int64_t capacity;

@@ -17,7 +17,7 @@ import pytest
 
 from lptrack import _shm, admin, cli
 from lptrack._core import process_alive
-from lptrack._native import NativeTable
+from lptrack._native import NativeTable, open_observer
 from lptrack._pytable import PythonTable
 from lptrack._table import LP_SCORE
 
@@ -201,3 +201,13 @@ def test_cleanup_of_a_segment_without_registry_goes_by_mappings(session_id, monk
     (entry,) = admin.cleanup(sessions=[session_id])
     assert entry.removed and not Path(_shm.SHM_DIR, name).exists()
     table.unlink()  # already gone: a no-op
+
+
+def test_cleanup_removes_a_segment_whose_remover_died(session_id, groups):
+    process, child_pid = groups(session_id, "create")
+    kill_group(process, child_pid)
+    observer = open_observer(_shm.segment_name(session_id, "native_"))
+    assert observer._retire()  # ... and the remover dies before unlinking
+    observer.close()
+    (entry,) = admin.cleanup(sessions=[session_id])
+    assert entry.removed

@@ -222,6 +222,8 @@ cdef class SegmentTable:
     cdef public double lock_timeout
     # This process's entry in the segment's process registry (0: none).
     cdef uint64_t _token
+    #: Whether the last choose_pool_task ran the distribution pass.
+    cdef readonly bint refreshed
 
     def __cinit__(self, *args, **kwargs):
         self._seg.header = NULL
@@ -784,10 +786,49 @@ cdef class SegmentTable:
         self._release()
         return task_id
 
+    def choose_pool_task(self, double uniform, double min_presentations, double percentile,
+                         bint refresh_threshold, refresh=None):
+        """Curriculum's pick for the next episode, in one lock hold: 0 while the
+        pool has a free slot (create a task), ``-task_id`` to evict
+        ``pool_eviction_candidate``'s task (then create one), else a task
+        sampled by score (``uniform`` in [0, 1)), all O(log capacity).
+
+        ``refresh``, a DistributionParams while the caller's distribution is
+        stale, first runs the pass if any pool task has enough samples
+        (``refreshed`` tells whether it ran).
+        """
+        cdef int64_t choice
+        self._acquire(self.lock_timeout)
+        try:
+            self.refreshed = refresh is not None and self._refresh_locked(refresh)
+            choice = smp.lpt_choose_locked(&self._seg, uniform, min_presentations, percentile,
+                                           refresh_threshold)
+        finally:
+            self._release()
+        return choice
+
+    def pool_eviction_candidate(self, double min_presentations, double percentile,
+                                bint refresh_threshold):
+        """The pool task recommend_eviction over the active list would pick, or 0,
+        in O(log capacity) (the threshold as in ``lpt_pool_candidate_locked``,
+        csrc/lpt_sampler.h)."""
+        cdef int64_t task_id
+        self._acquire(self.lock_timeout)
+        task_id = smp.lpt_pool_candidate_locked(&self._seg, min_presentations, percentile,
+                                                refresh_threshold)
+        self._release()
+        return task_id
+
+    cdef bint _refresh_locked(self, params) except -1:
+        """The lazy rule over the pool: the pass iff some task has enough samples."""
+        if not smp.lpt_any_mature_locked(&self._seg, NULL, 0):
+            return False
+        self._pass_locked(params)
+        return True
+
     def eviction_candidates(self, double min_presentations, double percentile, int64_t k):
         """Up to ``k`` pool tasks recommend_eviction would pick, best first:
-        ``(slots, task_ids)`` int64 arrays.  O(active) once, then each is checked
-        with ``is_evictable`` when used."""
+        ``(slots, task_ids)`` int64 arrays, O(active)."""
         cdef cnp.npy_intp size = max(k, 0)
         cdef cnp.ndarray slots = cnp.PyArray_EMPTY(1, &size, cnp.NPY_INT64, 0)
         cdef cnp.ndarray task_ids = cnp.PyArray_EMPTY(1, &size, cnp.NPY_INT64, 0)
@@ -807,15 +848,6 @@ cdef class SegmentTable:
         finally:
             free(scratch)
         return slots[:found], task_ids[:found]
-
-    def is_evictable(self, int64_t slot, int64_t task_id, double min_presentations):
-        """Whether ``task_id`` still holds ``slot``, is active and has at least
-        ``min_presentations`` completions."""
-        cdef int valid
-        self._acquire(self.lock_timeout)
-        valid = smp.lpt_eviction_candidate_valid_locked(&self._seg, slot, task_id, min_presentations)
-        self._release()
-        return valid == 1
 
     # -- benchmarks -----------------------------------------------------------
     def lock_bench(self, int64_t n):

@@ -100,7 +100,8 @@ class NativeTable(SegmentTable, Table):
             if time.monotonic() > deadline:
                 raise SegmentError(
                     f"shared segment {name!r} did not become ready within {ATTACH_TIMEOUT} s "
-                    "(a creator that died while initialising it leaves it so: remove it and retry)"
+                    "(a process that died while creating or removing it leaves it so: "
+                    "`lptrack cleanup` removes it)"
                 )
             time.sleep(_ATTACH_POLL)
 

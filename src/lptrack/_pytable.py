@@ -469,11 +469,24 @@ class PythonTable(Table):
             chosen = slots[order].astype(np.int64)
             return chosen, self.rows[chosen, TASK_ID].astype(np.int64)
 
-    def is_evictable(self, slot: int, task_id: int, min_presentations: float) -> bool:
-        with self.lock():
-            if not 0 <= slot < self.capacity or self.rows[slot, TASK_ID] != task_id:
-                return False
-            return bool(self._evictable(np.array([slot], dtype=np.intp), min_presentations)[0])
+    def pool_eviction_candidate(self, min_presentations: float, percentile: float, refresh_threshold: bool) -> int:
+        """Always current: the pure engine recomputes the threshold on every call (the "before")."""
+        ids = self.eviction_candidates(min_presentations, percentile, 1)[1]
+        return int(ids[0]) if ids.size else 0
+
+    def choose_pool_task(
+        self,
+        uniform: float,
+        min_presentations: float,
+        percentile: float,
+        refresh_threshold: bool,
+        refresh: DistributionParams | None = None,
+    ) -> int:
+        self.refreshed = refresh is not None and self.refresh_distribution(refresh)
+        if len(self._active) < self.capacity:
+            return 0
+        candidate = self.pool_eviction_candidate(min_presentations, percentile, refresh_threshold)
+        return -candidate if candidate else self.sample(uniform)
 
     def sample(self, uniform: float) -> int:
         with self.lock():

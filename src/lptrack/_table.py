@@ -243,10 +243,32 @@ class Table(abc.ABC):
         recommend_eviction over ``active_ids()`` would pick them: eligible, at or
         below the percentile threshold, by (score, active position)."""
 
+    #: Whether the last ``choose_pool_task`` ran the distribution pass.
+    refreshed: bool = False
+
     @abc.abstractmethod
-    def is_evictable(self, slot: int, task_id: int, min_presentations: float) -> bool:
-        """Whether ``task_id`` still holds ``slot``, is active and has at least
-        ``min_presentations`` completions."""
+    def pool_eviction_candidate(self, min_presentations: float, percentile: float, refresh_threshold: bool) -> int:
+        """The pool task recommend_eviction over ``active_ids()`` would pick, or 0.
+
+        Scores are the current ones; the percentile threshold may be cached
+        since the last distribution pass (engines recompute it then, and when
+        ``refresh_threshold``), so with batches it can be up to a batch old.
+        """
+
+    @abc.abstractmethod
+    def choose_pool_task(
+        self,
+        uniform: float,
+        min_presentations: float,
+        percentile: float,
+        refresh_threshold: bool,
+        refresh: DistributionParams | None = None,
+    ) -> int:
+        """The curriculum's pick for the next episode, atomically: 0 while the pool
+        has a free slot, ``-task_id`` to evict ``pool_eviction_candidate``'s task,
+        else ``sample(uniform)``.  ``refresh`` (a stale caller's DistributionParams)
+        first runs the pass if any pool task has enough samples; ``refreshed``
+        then tells whether it ran."""
 
     # -- lifecycle ------------------------------------------------------------
     @abc.abstractmethod

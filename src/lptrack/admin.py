@@ -33,6 +33,8 @@ from lptrack.errors import LayoutMismatchError, SegmentError
 
 #: A segment without a registry younger than this may still be being set up.
 GRACE_SECONDS = 10.0
+#: How long a retired mark must last to count as abandoned by a dead remover.
+RETIRED_SETTLE_SECONDS = 0.1
 
 
 def _native_name(session: str) -> str:
@@ -163,6 +165,19 @@ def _mapping_pids(name: str) -> list[int]:
     return pids
 
 
+def _abandoned_retired(table: Any) -> bool:
+    """Whether the segment was retired by a process that died before unlinking it.
+
+    A retirer holds the mark for microseconds, dropping it again if it finds a
+    user; a mark that lasts RETIRED_SETTLE_SECONDS with no live user is
+    abandoned.
+    """
+    if not table.retired:
+        return False
+    time.sleep(RETIRED_SETTLE_SECONDS)
+    return table.retired and not table.live_pids()
+
+
 def _judge_native(name: str, dry_run: bool) -> CleanupEntry | None:
     """The verdict on a native segment of this layout, or None when it is not one."""
     from lptrack._native import open_observer
@@ -179,7 +194,7 @@ def _judge_native(name: str, dry_run: bool) -> CleanupEntry | None:
             return CleanupEntry(name, False, False, "its users cannot be known (registry overflowed)")
         if dry_run:
             return CleanupEntry(name, True, False, "no live process uses it")
-        if not table._retire():
+        if not table._retire() and not _abandoned_retired(table):
             return CleanupEntry(name, False, False, "a process started using it (or another cleanup removes it)")
         removed = _shm.unlink_if_same(table._segment)
         return CleanupEntry(name, True, removed, "no live process used it")

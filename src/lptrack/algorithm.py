@@ -128,11 +128,13 @@ class LearningProgressAlgorithm(StatsLogger):
         # Labels of the pool tasks this process created or sampled, so that
         # sampling counts need no row read (pruned like Curriculum's task cache).
         self._task_labels: dict[int, str | None] = {}
-        # Pool eviction candidates of one batch epoch, best last: see recommend_pool_eviction.
-        self._eviction_key: tuple[int, int] | None = None
-        self._eviction_slots: list[int] = []
-        self._eviction_ids: list[int] = []
-        self._eviction_truncated = False
+        self._table = self.task_tracker.table
+        self._percentile = self.hypers.eviction_threshold_percentile
+        # When the table must recompute the eviction threshold (O(pool)) before a pool
+        # eviction: always at batch size 1 (exact answers), once per batch for the basic
+        # scorer (its scores move with every update); otherwise the distribution pass does.
+        self._exact_threshold = self.hypers.perf_invalidation_batch_size == 1
+        self._threshold_epoch = -1
         self._finalizer = self._make_finalizer()
 
     def _make_finalizer(self) -> weakref.finalize | None:
@@ -176,62 +178,43 @@ class LearningProgressAlgorithm(StatsLogger):
         """Tasks in the pool (of every process of a shared session)."""
         return self.task_tracker.num_tracked()
 
-    def pool_capacity(self) -> int:
-        return self.task_tracker.max_memory_tasks
-
     def is_tracked(self, task_id: int) -> bool:
         return self.task_tracker.get_task_index(task_id) is not None
 
     def recommend_pool_eviction(self, min_presentations: int) -> int | None:
-        """``recommend_eviction`` over the whole pool (``get_all_tracked_tasks()`` order).
+        """``recommend_eviction`` over the whole pool (``get_all_tracked_tasks()`` order),
+        in O(log pool size).
 
-        The table lists the best candidates once per batch epoch (at least a
-        batch of them, since every eviction ends up counted in the batch);
-        each answer is the first one still tracked and evictable.  At batch
-        size 1 this is exactly ``recommend_eviction``; with larger batches the
-        candidates (their scores, and which tasks had enough presentations) are
-        up to a batch old, as the scores are everywhere else (SPEC.md,
-        deliberate change 1), though never evicted or untracked tasks.
+        At batch size 1 exactly that; with larger batches the percentile
+        threshold may be up to a batch old, as the scores are between
+        recomputations (SPEC.md, deliberate change 1).
         """
         self.scorer.refresh()
-        key = (self.scorer.batch_epoch, min_presentations)
-        if key != self._eviction_key:
-            self._load_eviction_candidates(min_presentations)
-            self._eviction_key = key
-        task_id = self._next_eviction_candidate(min_presentations)
-        if task_id is None and self._eviction_truncated:
-            self._load_eviction_candidates(min_presentations)
-            task_id = self._next_eviction_candidate(min_presentations)
-        return task_id
+        return self._table.pool_eviction_candidate(
+            min_presentations, self._percentile, self._refresh_threshold()
+        ) or None
 
-    def _load_eviction_candidates(self, min_presentations: int) -> None:
-        limit = self.hypers.perf_invalidation_batch_size + 1
-        slots, ids = self.task_tracker.eviction_candidates(
-            min_presentations, self.hypers.eviction_threshold_percentile, limit
+    def choose_pool_task(self, uniform: float, min_presentations: int) -> int:
+        """Curriculum's pick for the next episode, in one table call: 0 while the pool
+        has room (create a task), ``-task_id`` to evict that task (then create
+        one), else a pool task sampled by score; O(log pool size), ``uniform`` in [0, 1)."""
+        scorer = self.scorer
+        refresh = scorer.pending_refresh
+        table = self._table
+        choice = table.choose_pool_task(
+            uniform, min_presentations, self._percentile, self._refresh_threshold(), refresh
         )
-        slots.reverse()
-        ids.reverse()
-        self._eviction_slots, self._eviction_ids = slots, ids
-        self._eviction_truncated = len(ids) == limit
+        if refresh is not None and table.refreshed:
+            scorer.mark_fresh()
+        return choice
 
-    def _next_eviction_candidate(self, min_presentations: int) -> int | None:
-        """The best cached candidate still evictable (kept until it is evicted)."""
-        slots, ids = self._eviction_slots, self._eviction_ids
-        is_evictable = self.task_tracker.is_evictable
-        while ids:
-            if is_evictable(slots[-1], ids[-1], min_presentations):
-                return ids[-1]
-            slots.pop()
-            ids.pop()
-        return None
-
-    def sample_pool_task(self, uniform: float) -> int | None:
-        """A pool task drawn with probability proportional to its score; ``uniform`` in [0, 1).
-
-        O(log capacity): the table keeps the scores in a Fenwick tree over slots.
-        """
-        self.scorer.refresh()
-        return self.task_tracker.sample(uniform)
+    def _refresh_threshold(self) -> bool:
+        if self._exact_threshold:
+            return True
+        if self.scorer.bidirectional or self.scorer.batch_epoch == self._threshold_epoch:
+            return False
+        self._threshold_epoch = self.scorer.batch_epoch
+        return True
 
     def should_evict_task(self, task_id: int, min_presentations: int) -> bool:
         """Always False: eviction goes through ``recommend_eviction``."""

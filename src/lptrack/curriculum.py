@@ -18,19 +18,22 @@ from .config import LearningProgressConfig
 
 #: Task ids are drawn uniformly from [1, 2**53): exactly representable in a float64 row.
 MAX_TASK_ID = 2**53
+#: get_task gives up after this many picks that found their free slot taken by
+#: another process (each such pick means the pool just gained a task).
+_MAX_CHOICES = 1000
 
 
 class PoolAlgorithm(Protocol):
     """What ``Curriculum`` needs of an algorithm (no per-task Python loops behind any of it)."""
 
     def pool_size(self) -> int: ...
-    def pool_capacity(self) -> int: ...
     def is_tracked(self, task_id: int) -> bool: ...
+    def choose_pool_task(self, uniform: float, min_presentations: int) -> int:
+        """0: create a task; ``-task_id``: evict that task, then create one; else a task id sampled."""
+        ...
     def on_task_created(self, task: CurriculumTask) -> None: ...
     def on_task_evicted(self, task_id: int) -> None: ...
     def on_task_sampled(self, task_id: int) -> None: ...
-    def recommend_pool_eviction(self, min_presentations: int) -> int | None: ...
-    def sample_pool_task(self, uniform: float) -> int | None: ...
     def update_task_performance(self, task_id: int, score: float) -> None: ...
     def stats(self, prefix: str = "") -> dict[str, float]: ...
     def get_state(self) -> dict[str, Any]: ...
@@ -89,9 +92,6 @@ class DiscreteRandomAlgorithm:
     def pool_size(self) -> int:
         return len(self._task_ids)
 
-    def pool_capacity(self) -> int:
-        return self.num_tasks
-
     def is_tracked(self, task_id: int) -> bool:
         return task_id in self._position
 
@@ -114,13 +114,12 @@ class DiscreteRandomAlgorithm:
     def on_task_sampled(self, task_id: int) -> None:
         pass
 
-    def recommend_pool_eviction(self, min_presentations: int) -> int | None:
-        return None
-
-    def sample_pool_task(self, uniform: float) -> int | None:
-        if not self._task_ids:
-            return None
-        return self._task_ids[int(uniform * len(self._task_ids))]
+    def choose_pool_task(self, uniform: float, min_presentations: int) -> int:
+        """Create until full, then sample uniformly; never evict."""
+        task_ids = self._task_ids
+        if len(task_ids) < self.num_tasks:
+            return 0
+        return task_ids[int(uniform * len(task_ids))]
 
     def update_task_performance(self, task_id: int, score: float) -> None:
         self._completions += 1
@@ -213,20 +212,24 @@ class Curriculum:
 
     def get_task(self) -> CurriculumTask:
         """The task for the next episode."""
-        algorithm = self._algorithm
-        if algorithm.pool_size() < algorithm.pool_capacity():
-            task = self._create_task()
-        else:
-            evict_id = algorithm.recommend_pool_eviction(self.min_presentations_for_eviction)
-            if evict_id is not None:
-                self._evict_task(evict_id)
-                task = self._create_task()
+        for _ in range(_MAX_CHOICES):
+            choice = self._algorithm.choose_pool_task(self._rng.random(), self.min_presentations_for_eviction)
+            if choice > 0:
+                task = self._tasks.get(choice)
+                if task is None:  # created by another process of the session
+                    task = CurriculumTask(choice, self._task_factory(choice))
+                    self._remember(task)
             else:
-                task = None
-        if task is None:
-            task = self._sample_task()
-        algorithm.on_task_sampled(task._task_id)
-        return task
+                if choice < 0:
+                    self._evict_task(-choice)
+                task = self._create_task()
+                if task is None:  # another process of the session took the free slot first
+                    continue
+            self._algorithm.on_task_sampled(task._task_id)
+            return task
+        raise RuntimeError(
+            f"no task after {_MAX_CHOICES} tries: other processes keep filling the pool's free slots"
+        )
 
     def update_task_performance(self, task_id: int, score: float) -> None:
         """Report the score of a finished episode of ``task_id``."""
@@ -310,16 +313,6 @@ class Curriculum:
         self._algorithm.on_task_evicted(task_id)
         self._tasks.pop(task_id, None)
         self._evicted += 1
-
-    def _sample_task(self) -> CurriculumTask:
-        task_id = self._algorithm.sample_pool_task(self._rng.random())
-        if task_id is None:
-            raise RuntimeError("the curriculum's pool is empty and no task could be created")
-        task = self._tasks.get(task_id)
-        if task is None:
-            task = CurriculumTask(task_id, self._task_factory(task_id))
-            self._remember(task)
-        return task
 
 
 def _as_rng_state(state: Any) -> tuple:

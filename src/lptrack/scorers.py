@@ -71,6 +71,15 @@ class LPScorer(abc.ABC):
     def refresh(self, ids: np.ndarray | None = None) -> None:
         """Bring the scores of ``ids`` (None: of the pool) up to date before they are read."""
 
+    @property
+    def pending_refresh(self) -> DistributionParams | None:
+        """The pass a table should run (if any pool task has enough samples) before
+        scores are read, or None when they are current; see ``mark_fresh``."""
+        return None
+
+    def mark_fresh(self) -> None:
+        """The table ran ``pending_refresh``'s pass on this scorer's behalf."""
+
     def _record_event(self) -> None:
         self._pending_events += 1
         if self._pending_events >= self.config.perf_invalidation_batch_size:
@@ -149,6 +158,13 @@ class BidirectionalLPScorer(LPScorer):
         ``score_task`` loop would have."""
         if self._stale_dist and self.tracker.refresh_distribution(self._params, ids):
             self._stale_dist = False
+
+    @property
+    def pending_refresh(self) -> DistributionParams | None:
+        return self._params if self._stale_dist else None
+
+    def mark_fresh(self) -> None:
+        self._stale_dist = False
 
     def get_stats(self) -> LPScorerStats:
         rows = self.tracker.snapshot_rows()

@@ -345,6 +345,11 @@ class TaskTracker:
         return self._backend
 
     @property
+    def table(self) -> Table:
+        """The storage engine's table (for the algorithm's one-call hot paths)."""
+        return self._table
+
+    @property
     def is_shared(self) -> bool:
         return isinstance(self._backend, SharedMemoryBackend)
 
@@ -481,14 +486,6 @@ class TaskTracker:
 
     def recommend_eviction(self, ids: np.ndarray, min_presentations: float, percentile: float) -> int | None:
         return self._table.recommend_eviction(ids, min_presentations, percentile) or None
-
-    def eviction_candidates(self, min_presentations: float, percentile: float, k: int) -> tuple[list[int], list[int]]:
-        """(slots, task_ids) of up to ``k`` pool eviction candidates, best first."""
-        slots, ids = self._table.eviction_candidates(min_presentations, percentile, k)
-        return slots.tolist(), ids.tolist()
-
-    def is_evictable(self, slot: int, task_id: int, min_presentations: float) -> bool:
-        return self._table.is_evictable(slot, task_id, min_presentations)
 
     def sample(self, uniform: float) -> int | None:
         """A pool task drawn by score (``uniform`` in [0, 1)); None when the pool is empty."""
