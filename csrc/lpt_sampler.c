@@ -430,15 +430,6 @@ int64_t lpt_eviction_candidates_locked(const lpt_segment *seg, double min_presen
     return size;
 }
 
-int lpt_eviction_candidate_valid_locked(const lpt_segment *seg, int64_t slot, int64_t task_id,
-                                        double min_presentations)
-{
-    if (slot < 0 || slot >= seg->capacity)
-        return 0;
-    const double *row = lpt_row(seg, slot);
-    return row[LPT_COL_TASK_ID] == (double)task_id && evictable(row, min_presentations);
-}
-
 /* -- the pool's eviction candidate ----------------------------------------------------- */
 
 int64_t lpt_pool_candidate_locked(lpt_segment *seg, double min_presentations, double percentile,

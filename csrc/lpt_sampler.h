@@ -77,10 +77,6 @@ int64_t lpt_eviction_candidates_locked(const lpt_segment *seg, double min_presen
                                        double percentile, int64_t k, int64_t *slots,
                                        int64_t *ids, double *scratch);
 
-/* Whether cached candidate (slot, task_id) may still be evicted. */
-int lpt_eviction_candidate_valid_locked(const lpt_segment *seg, int64_t slot, int64_t task_id,
-                                        double min_presentations);
-
 /* The pool task to evict next by recommend_eviction's rule over the active
  * list (SPEC.md), or 0, in O(log capacity): the evictable tasks (active, at
  * least min_presentations completions) are kept in a tournament tree by

@@ -268,6 +268,8 @@ int64_t lpt_claim_open_locked(lpt_segment *seg, const lpt_new_task *task, uint32
     row[LPT_COL_SUCCESS_THRESHOLD] = task->success_threshold;
     row[LPT_COL_SEED] = task->seed;
     row[LPT_COL_GENERATOR_TYPE] = task->generator_type;
+    row[LPT_COL_LP_SCORE] = task->lp_score;
+    row[LPT_COL_LABEL_HASH] = task->label_hash;
     row[LPT_COL_IS_ACTIVE] = 1.0;
     LPT_CRASH_POINT();
     row[LPT_COL_TASK_ID] = (double)task->task_id;
@@ -660,11 +662,34 @@ int lpt_segment_trylock(lpt_segment *seg)
     return finish_acquire(seg, rc, owner_died);
 }
 
+/* Lock holds last a few hundred nanoseconds, a futex sleep and wake-up a few
+ * microseconds: a busy lock is first polled for about as long as a few holds
+ * take (test, pause, test), and only then slept on. */
+#define LPT_SPIN_POLLS 512
+#define LPT_SPIN_PAUSES 8
+
+static inline void cpu_relax(void)
+{
+#if defined(__x86_64__) || defined(__i386__)
+    __builtin_ia32_pause();
+#elif defined(__aarch64__)
+    __asm__ __volatile__("yield");
+#endif
+}
+
 int lpt_segment_lock(lpt_segment *seg, int64_t timeout_ns)
 {
     int rc = lpt_segment_trylock(seg);
-    if (rc != LPT_BUSY)
+    for (int poll = 0; rc == LPT_BUSY && poll < LPT_SPIN_POLLS; poll++) {
+        for (int i = 0; i < LPT_SPIN_PAUSES; i++)
+            cpu_relax();
+        rc = lpt_segment_trylock(seg);
+    }
+    if (rc != LPT_BUSY) {
+        if (rc == LPT_OK)
+            lpt_bump_locked(&seg->header->n_lock_waits);
         return rc;
+    }
     int owner_died;
     rc = lpt_lock_wait(&seg->header->lock, timeout_ns, &owner_died);
     rc = finish_acquire(seg, rc, owner_died);

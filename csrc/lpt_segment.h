@@ -227,6 +227,8 @@ typedef struct lpt_new_task {
     double success_threshold;
     double seed;
     double generator_type;
+    double lp_score;   /* the algorithm's exploration bonus; 0 for a plain track */
+    double label_hash; /* 0: no label */
 } lpt_new_task;
 
 /* Header snapshot for inspection and tests (racy reads, no lock). */

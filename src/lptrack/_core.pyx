@@ -473,8 +473,8 @@ cdef class SegmentTable:
         return slot
 
     def claim(self, int64_t task_id, double creation_time, double success_threshold,
-              double seed, double generator_type):
-        """Track ``task_id``: its slot (the existing one if tracked), -1 when full."""
+              double seed, double generator_type, double lp_score=0.0, double label_hash=0.0):
+        """Track ``task_id``: its slot (the existing one if tracked, unchanged), -1 when full."""
         cdef seg.lpt_new_task task
         cdef int64_t slot
         _check_task_id(task_id)
@@ -483,6 +483,8 @@ cdef class SegmentTable:
         task.success_threshold = success_threshold
         task.seed = seed
         task.generator_type = generator_type
+        task.lp_score = lp_score
+        task.label_hash = label_hash
         self._acquire(self.lock_timeout)
         slot = seg.lpt_claim_locked(&self._seg, &task)
         self._release()

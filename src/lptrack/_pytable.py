@@ -160,8 +160,8 @@ class PythonTable(Table):
         self._slot_of: dict[int, int] = {}
         self._active: list[int] = []
         self._position: list[int] = [-1] * self.capacity
+        # Label strings by hash; like the native registry, it only grows.
         self._labels: dict[int, str] = {}
-        self._label_refs: dict[int, int] = {}
         # The score rule (configure_scoring); a new native segment starts the same way.
         self._scoring = (True, 0.0, 0.0)
         occupied = np.flatnonzero(self.rows[:, TASK_ID] != 0.0).tolist()
@@ -187,7 +187,6 @@ class PythonTable(Table):
             state["rows"] = self.rows.copy()
             state["active"] = list(self._active)
             state["labels"] = dict(self._labels)
-            state["label_refs"] = dict(self._label_refs)
         return state
 
     def __setstate__(self, state: dict[str, Any]) -> None:
@@ -206,7 +205,6 @@ class PythonTable(Table):
         if self.session_id is None:
             self._restore_active_order(state["active"])
             self._labels = state["labels"]
-            self._label_refs = state["label_refs"]
 
     def _restore_active_order(self, active: list[int]) -> None:
         self._active = list(active)
@@ -250,7 +248,14 @@ class PythonTable(Table):
         return self._slot_of.get(task_id, -1)
 
     def _claim_locked(
-        self, task_id: int, creation_time: float, success_threshold: float, seed: float, generator_type: float
+        self,
+        task_id: int,
+        creation_time: float,
+        success_threshold: float,
+        seed: float,
+        generator_type: float,
+        lp_score: float = 0.0,
+        label_hash: float = 0.0,
     ) -> int:
         slot = self._slot_of.get(task_id, -1)
         if slot >= 0 or not self._free:
@@ -263,6 +268,8 @@ class PythonTable(Table):
         row[SUCCESS_THRESHOLD] = success_threshold
         row[SEED] = seed
         row[GENERATOR_TYPE] = generator_type
+        row[LP_SCORE] = lp_score
+        row[LABEL_HASH] = label_hash
         row[IS_ACTIVE] = 1.0
         self._slot_of[task_id] = slot
         self._position[slot] = len(self._active)
@@ -271,17 +278,25 @@ class PythonTable(Table):
         return slot
 
     def claim(
-        self, task_id: int, creation_time: float, success_threshold: float, seed: float, generator_type: float
+        self,
+        task_id: int,
+        creation_time: float,
+        success_threshold: float,
+        seed: float,
+        generator_type: float,
+        lp_score: float = 0.0,
+        label_hash: float = 0.0,
     ) -> int:
         with self.lock():
-            return self._claim_locked(task_id, creation_time, success_threshold, seed, generator_type)
+            return self._claim_locked(
+                task_id, creation_time, success_threshold, seed, generator_type, lp_score, label_hash
+            )
 
     def release(self, task_id: int) -> bool:
         with self.lock():
             slot = self._slot_of.pop(task_id, -1)
             if slot < 0:
                 return False
-            self._forget_label(int(self.rows[slot, LABEL_HASH]))
             self.rows[slot] = 0.0
             position = self._position[slot]
             last = self._active.pop()
@@ -301,8 +316,6 @@ class PythonTable(Table):
                 self._position[slot] = -1
             self._active.clear()
             self._free = list(range(self.capacity - 1, -1, -1))
-            self._labels.clear()
-            self._label_refs.clear()
             self._generation += 1
 
     def active_ids(self) -> np.ndarray:
@@ -365,27 +378,13 @@ class PythonTable(Table):
             return True
 
     # -- labels ---------------------------------------------------------------------------
-    def _remember_label(self, label_hash: int, label: str) -> None:
-        self._labels[label_hash] = label
-        self._label_refs[label_hash] = self._label_refs.get(label_hash, 0) + 1
-
-    def _forget_label(self, label_hash: int) -> None:
-        """Drop one row's reference; the string goes when no row of this process uses it."""
-        refs = self._label_refs.get(label_hash, 0) - 1
-        if refs > 0:
-            self._label_refs[label_hash] = refs
-        elif refs == 0:
-            del self._label_refs[label_hash]
-            del self._labels[label_hash]
-
     def set_label(self, task_id: int, label: str, label_hash: int) -> bool:
         with self.lock():
             slot = self._slot_of.get(task_id, -1)
             if slot < 0:
                 return False
-            self._forget_label(int(self.rows[slot, LABEL_HASH]))
             self.rows[slot, LABEL_HASH] = label_hash
-            self._remember_label(label_hash, label)
+            self._labels[label_hash] = label
             return True
 
     def label_for_hash(self, label_hash: int) -> str | None:

@@ -122,12 +122,15 @@ class Table(abc.ABC):
         success_threshold: float,
         seed: float,
         generator_type: float,
+        lp_score: float = 0.0,
+        label_hash: float = 0.0,
     ) -> int:
         """Track ``task_id``; returns its slot, or -1 when absent and the pool is full.
 
         A new row gets task_id, creation_time, is_active = 1, the threshold,
-        seed and generator type, every other field 0.  An already tracked task
-        is left untouched (its existing slot is returned).
+        seed, generator type, lp_score and label_hash (0.0 for a plain
+        track_task_creation), every other field 0.  An already tracked task is
+        left untouched (its existing slot is returned).
         """
 
     @abc.abstractmethod

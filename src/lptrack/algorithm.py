@@ -8,6 +8,7 @@ the label strings) are shared.
 
 from __future__ import annotations
 
+import math
 import time
 import weakref
 from collections.abc import Iterable, Mapping
@@ -73,10 +74,11 @@ class CurriculumTask:
 
     def get_label(self) -> str:
         """``env_cfg.label`` as a str (``env_cfg["label"]`` for mappings); "unknown" when absent or None."""
-        if isinstance(self._env_cfg, Mapping):
+        label = getattr(self._env_cfg, "label", None)
+        if label is None and isinstance(self._env_cfg, Mapping):
             label = self._env_cfg.get("label")
-        else:
-            label = getattr(self._env_cfg, "label", None)
+        if type(label) is str:
+            return label
         return UNKNOWN_LABEL if label is None else str(label)
 
     def get_env_cfg(self) -> Any:
@@ -128,6 +130,8 @@ class LearningProgressAlgorithm(StatsLogger):
         # Labels of the pool tasks this process created or sampled, so that
         # sampling counts need no row read (pruned like Curriculum's task cache).
         self._task_labels: dict[int, str | None] = {}
+        self._label_hashes: dict[str, int] = {}
+        self._registered_labels: set[str] = set()
         self._table = self.task_tracker.table
         self._percentile = self.hypers.eviction_threshold_percentile
         # When the table must recompute the eviction threshold (O(pool)) before a pool
@@ -151,6 +155,7 @@ class LearningProgressAlgorithm(StatsLogger):
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.__dict__.update(state)
         self._finalizer = None  # the receiving process only attached
+        self._registered_labels = set()  # the pure engine's shared tables keep labels per process
 
     # -- scoring ------------------------------------------------------------------------------
     def score_tasks(self, task_ids: Iterable[int]) -> dict[int, float]:
@@ -190,9 +195,8 @@ class LearningProgressAlgorithm(StatsLogger):
         recomputations (SPEC.md, deliberate change 1).
         """
         self.scorer.refresh()
-        return self._table.pool_eviction_candidate(
-            min_presentations, self._percentile, self._refresh_threshold()
-        ) or None
+        refresh_threshold = self._exact_threshold or (not self.scorer.bidirectional and self._refresh_threshold())
+        return self._table.pool_eviction_candidate(min_presentations, self._percentile, refresh_threshold) or None
 
     def choose_pool_task(self, uniform: float, min_presentations: int) -> int:
         """Curriculum's pick for the next episode, in one table call: 0 while the pool
@@ -201,17 +205,15 @@ class LearningProgressAlgorithm(StatsLogger):
         scorer = self.scorer
         refresh = scorer.pending_refresh
         table = self._table
-        choice = table.choose_pool_task(
-            uniform, min_presentations, self._percentile, self._refresh_threshold(), refresh
-        )
+        refresh_threshold = self._exact_threshold or (not scorer.bidirectional and self._refresh_threshold())
+        choice = table.choose_pool_task(uniform, min_presentations, self._percentile, refresh_threshold, refresh)
         if refresh is not None and table.refreshed:
             scorer.mark_fresh()
         return choice
 
     def _refresh_threshold(self) -> bool:
-        if self._exact_threshold:
-            return True
-        if self.scorer.bidirectional or self.scorer.batch_epoch == self._threshold_epoch:
+        """For the basic scorer, whose scores move with every update: once per batch."""
+        if self.scorer.batch_epoch == self._threshold_epoch:
             return False
         self._threshold_epoch = self.scorer.batch_epoch
         return True
@@ -223,14 +225,35 @@ class LearningProgressAlgorithm(StatsLogger):
     # -- pool events ----------------------------------------------------------------------------
     def on_task_created(self, task: CurriculumTask) -> None:
         """Track the task; when it got a slot, give it exploration_bonus and record its label."""
+        self.add_pool_task(task)
+
+    def add_pool_task(self, task: CurriculumTask) -> bool:
+        """``on_task_created``, telling whether the task is tracked now (False: the pool is full)."""
         task_id = check_task_id(task._task_id)
-        previous_label = self.task_tracker.get_task_label(task_id)
-        self.task_tracker.track_task_creation(task_id)
-        if self.task_tracker.get_task_index(task_id) is None:
-            return  # pool full
-        self.task_tracker.update_lp_score(task_id, self.hypers.exploration_bonus)
         label = task.get_label()
-        self.task_tracker.set_task_label(task_id, label)
+        tracker = self.task_tracker
+        if self._table.find(task_id) >= 0:
+            self._recreate(task_id, label)
+            return True
+        hashed = self._label_hashes.get(label)
+        if hashed is None:
+            hashed = self._label_hashes[label] = label_hash(label)
+        if tracker.claim_task(task_id, self.hypers.exploration_bonus, hashed) < 0:
+            return False
+        if label not in self._registered_labels:
+            # The first task of a label in this process registers its string for every process.
+            tracker.set_task_label(task_id, label)
+            self._registered_labels.add(label)
+        self._remember_label(task_id, label)
+        self._label_joined_pool(label)
+        return True
+
+    def _recreate(self, task_id: int, label: str) -> None:
+        """on_task_created of a task already tracked: exploration_bonus again, the new label."""
+        tracker = self.task_tracker
+        previous_label = tracker.get_task_label(task_id)
+        tracker.update_lp_score(task_id, self.hypers.exploration_bonus)
+        tracker.set_task_label(task_id, label)
         self._remember_label(task_id, label)
         if previous_label != label:
             if previous_label is not None:
@@ -239,18 +262,23 @@ class LearningProgressAlgorithm(StatsLogger):
 
     def on_task_evicted(self, task_id: int) -> None:
         """Remove the task, count its eviction under its label, and count the event for the scorer."""
+        self.evict_pool_task(task_id)
+
+    def evict_pool_task(self, task_id: int) -> bool:
+        """``on_task_evicted``, telling whether this call removed the task (False: it was
+        not tracked, e.g. another process of the session evicted it first)."""
         task_id = check_task_id(task_id)
         label = self._task_labels.pop(task_id, _UNSEEN)
-        if self.task_tracker.get_task_index(task_id) is None:
-            return
         if label is _UNSEEN:
             label = self.task_tracker.get_task_label(task_id)
-        self.task_tracker.remove_task(task_id)
+        if not self.task_tracker.remove_task(task_id):
+            return False
         self.scorer.remove_task(task_id)
         if label is not None:
             self._label_eviction_counts[label] = self._label_eviction_counts.get(label, 0) + 1
             self._epoch_eviction_counts[label] = self._epoch_eviction_counts.get(label, 0) + 1
             self._label_left_pool(label)
+        return True
 
     def _remember_label(self, task_id: int, label: str | None) -> str | None:
         """Cache a pool task's label; drop tasks other processes evicted once the cache doubles."""
@@ -288,8 +316,10 @@ class LearningProgressAlgorithm(StatsLogger):
 
     def update_task_performance(self, task_id: int, score: float) -> None:
         """Record a score; a score for a task no longer tracked is ignored and counted as late."""
-        task_id = check_task_id(task_id)
-        score = check_finite("score", score)
+        if type(task_id) is not int or not 0 < task_id < MAX_TASK_ID:
+            task_id = check_task_id(task_id)
+        if type(score) is not float or not -math.inf < score < math.inf:
+            score = check_finite("score", score)
         if not self.task_tracker.update_tracked_task(task_id, score, self._bidirectional):
             self._late_updates += 1
             return

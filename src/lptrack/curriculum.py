@@ -31,8 +31,12 @@ class PoolAlgorithm(Protocol):
     def choose_pool_task(self, uniform: float, min_presentations: int) -> int:
         """0: create a task; ``-task_id``: evict that task, then create one; else a task id sampled."""
         ...
-    def on_task_created(self, task: CurriculumTask) -> None: ...
-    def on_task_evicted(self, task_id: int) -> None: ...
+    def add_pool_task(self, task: CurriculumTask) -> bool:
+        """Track a new task: whether it is in the pool now (False: full)."""
+        ...
+    def evict_pool_task(self, task_id: int) -> bool:
+        """on_task_evicted: whether this call removed the task (False: it was gone already)."""
+        ...
     def on_task_sampled(self, task_id: int) -> None: ...
     def update_task_performance(self, task_id: int, score: float) -> None: ...
     def stats(self, prefix: str = "") -> dict[str, float]: ...
@@ -96,20 +100,30 @@ class DiscreteRandomAlgorithm:
         return task_id in self._position
 
     def on_task_created(self, task: CurriculumTask) -> None:
+        self.add_pool_task(task)
+
+    def add_pool_task(self, task: CurriculumTask) -> bool:
         task_id = task._task_id
-        if task_id in self._position or len(self._task_ids) >= self.num_tasks:
-            return
+        if task_id in self._position:
+            return True
+        if len(self._task_ids) >= self.num_tasks:
+            return False
         self._position[task_id] = len(self._task_ids)
         self._task_ids.append(task_id)
+        return True
 
     def on_task_evicted(self, task_id: int) -> None:
+        self.evict_pool_task(task_id)
+
+    def evict_pool_task(self, task_id: int) -> bool:
         position = self._position.pop(task_id, None)
         if position is None:
-            return
+            return False
         last = self._task_ids.pop()
         if last != task_id:
             self._task_ids[position] = last
             self._position[last] = position
+        return True
 
     def on_task_sampled(self, task_id: int) -> None:
         pass
@@ -212,21 +226,25 @@ class Curriculum:
 
     def get_task(self) -> CurriculumTask:
         """The task for the next episode."""
+        choice = self._algorithm.choose_pool_task(self._rng.random(), self.min_presentations_for_eviction)
+        task = self._tasks.get(choice) if choice > 0 else self._replace(choice)
+        if task is None:  # created by another process of the session
+            task = CurriculumTask(choice, self._task_factory(choice))
+            self._remember(task)
+        self._algorithm.on_task_sampled(task._task_id)
+        return task
+
+    def _replace(self, choice: int) -> CurriculumTask:
+        """A new task, after evicting ``-choice`` when it is negative (0: a slot is free)."""
         for _ in range(_MAX_CHOICES):
+            if choice == 0 or self._evict_task(-choice):
+                task = self._create_task()
+                if task is not None:
+                    return task
+            # Another process of the session evicted that task, or took the free slot, first.
             choice = self._algorithm.choose_pool_task(self._rng.random(), self.min_presentations_for_eviction)
             if choice > 0:
-                task = self._tasks.get(choice)
-                if task is None:  # created by another process of the session
-                    task = CurriculumTask(choice, self._task_factory(choice))
-                    self._remember(task)
-            else:
-                if choice < 0:
-                    self._evict_task(-choice)
-                task = self._create_task()
-                if task is None:  # another process of the session took the free slot first
-                    continue
-            self._algorithm.on_task_sampled(task._task_id)
-            return task
+                return self._tasks.get(choice) or self._remember(CurriculumTask(choice, self._task_factory(choice)))
         raise RuntimeError(
             f"no task after {_MAX_CHOICES} tries: other processes keep filling the pool's free slots"
         )
@@ -291,28 +309,31 @@ class Curriculum:
     # -- internals -------------------------------------------------------------
     def _create_task(self) -> CurriculumTask | None:
         """Create and track a new task; None when another process filled the pool first."""
-        task_id = self._rng.randrange(1, MAX_TASK_ID)
-        while task_id in self._tasks or self._algorithm.is_tracked(task_id):
-            task_id = self._rng.randrange(1, MAX_TASK_ID)
+        # Ids are 53 random bits: meeting a tracked one is too rare (about pool / 2**53)
+        # to pay a lookup per creation; if it happens, that task is handed out again.
+        task_id = self._rng.getrandbits(53) or 1  # in [1, 2**53)
         task = CurriculumTask(task_id, self._task_factory(task_id))
-        self._algorithm.on_task_created(task)
-        if not self._algorithm.is_tracked(task_id):
+        if not self._algorithm.add_pool_task(task):
             return None
         self._remember(task)
         self._created += 1
         return task
 
-    def _remember(self, task: CurriculumTask) -> None:
+    def _remember(self, task: CurriculumTask) -> CurriculumTask:
         """Cache a task object; drop the ones other processes evicted once the cache doubles."""
         self._tasks[task._task_id] = task
         if len(self._tasks) > 2 * self.num_active_tasks:
             is_tracked = self._algorithm.is_tracked
             self._tasks = {t: cached for t, cached in self._tasks.items() if is_tracked(t)}
+        return task
 
-    def _evict_task(self, task_id: int) -> None:
-        self._algorithm.on_task_evicted(task_id)
+    def _evict_task(self, task_id: int) -> bool:
+        """Evict ``task_id``; False when another process of the session already did."""
         self._tasks.pop(task_id, None)
+        if not self._algorithm.evict_pool_task(task_id):
+            return False
         self._evicted += 1
+        return True
 
 
 def _as_rng_state(state: Any) -> tuple:

@@ -22,8 +22,6 @@ cdef extern from "lpt_sampler.h" nogil:
     int64_t lpt_eviction_candidates_locked(const seg.lpt_segment *s, double min_presentations,
                                            double percentile, int64_t k, int64_t *slots,
                                            int64_t *ids, double *scratch)
-    int lpt_eviction_candidate_valid_locked(const seg.lpt_segment *s, int64_t slot,
-                                            int64_t task_id, double min_presentations)
 
     int64_t lpt_sampler_tree_leaves(uint64_t capacity)
     int64_t lpt_pool_candidate_locked(seg.lpt_segment *s, double min_presentations,

@@ -42,6 +42,8 @@ cdef extern from "lpt_segment.h" nogil:
         double success_threshold
         double seed
         double generator_type
+        double lp_score
+        double label_hash
 
     ctypedef struct lpt_stats:
         uint64_t generation

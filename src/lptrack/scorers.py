@@ -57,6 +57,7 @@ class LPScorer(abc.ABC):
         self.tracker = tracker
         self.batch_epoch = 0
         self._pending_events = 0
+        self._batch_size = config.perf_invalidation_batch_size
         tracker.configure_scoring(self.bidirectional, config.exploration_bonus, config.min_samples_for_lp)
 
     @abc.abstractmethod
@@ -71,19 +72,12 @@ class LPScorer(abc.ABC):
     def refresh(self, ids: np.ndarray | None = None) -> None:
         """Bring the scores of ``ids`` (None: of the pool) up to date before they are read."""
 
-    @property
-    def pending_refresh(self) -> DistributionParams | None:
-        """The pass a table should run (if any pool task has enough samples) before
-        scores are read, or None when they are current; see ``mark_fresh``."""
-        return None
+    #: The pass a table should run (if any pool task has enough samples) before
+    #: scores are read, or None when they are current; see ``mark_fresh``.
+    pending_refresh: DistributionParams | None = None
 
     def mark_fresh(self) -> None:
         """The table ran ``pending_refresh``'s pass on this scorer's behalf."""
-
-    def _record_event(self) -> None:
-        self._pending_events += 1
-        if self._pending_events >= self.config.perf_invalidation_batch_size:
-            self._end_batch()
 
     def _end_batch(self) -> None:
         self._pending_events = 0
@@ -91,11 +85,15 @@ class LPScorer(abc.ABC):
 
     def update_with_score(self, task_id: int, score: float) -> None:
         """Note that ``task_id`` got a score (its row is already updated by the tracker)."""
-        self._record_event()
+        self._pending_events += 1
+        if self._pending_events >= self._batch_size:
+            self._end_batch()
 
     def remove_task(self, task_id: int) -> None:
         """Note that ``task_id`` left the pool."""
-        self._record_event()
+        self._pending_events += 1
+        if self._pending_events >= self._batch_size:
+            self._end_batch()
 
     def get_stats(self) -> LPScorerStats:
         return LPScorerStats()
@@ -119,8 +117,8 @@ class BidirectionalLPScorer(LPScorer):
 
     def __init__(self, config: LearningProgressConfig, tracker: TaskTracker) -> None:
         super().__init__(config, tracker)
-        self._stale_dist = True
         self._params = self._distribution_params()
+        self.pending_refresh = self._params  # stale until the first pass
 
     def _distribution_params(self) -> DistributionParams:
         config = self.config
@@ -134,21 +132,21 @@ class BidirectionalLPScorer(LPScorer):
 
     def _end_batch(self) -> None:
         super()._end_batch()
-        self._stale_dist = True
+        self.pending_refresh = self._params
 
     @property
     def is_stale(self) -> bool:
         """Whether the next score of a task with enough samples recomputes the distribution."""
-        return self._stale_dist
+        return self.pending_refresh is not None
 
     def score_task(self, task_id: int, tracker: TaskTracker) -> float:
         stats = tracker.get_task_stats(task_id)
         if stats is None or stats["completion_count"] < self.config.min_samples_for_lp:
             return self.config.exploration_bonus
-        if not self._stale_dist:
+        if self.pending_refresh is None:
             return stats["lp_score"]
         tracker.compute_lp_distribution(self._params)
-        self._stale_dist = False
+        self.pending_refresh = None
         stats = tracker.get_task_stats(task_id)
         return self.config.exploration_bonus if stats is None else stats["lp_score"]
 
@@ -156,15 +154,11 @@ class BidirectionalLPScorer(LPScorer):
         """The lazy rule: recompute only while stale, and only if some task of ``ids``
         (None: of the pool) has enough samples, exactly when the per-task
         ``score_task`` loop would have."""
-        if self._stale_dist and self.tracker.refresh_distribution(self._params, ids):
-            self._stale_dist = False
-
-    @property
-    def pending_refresh(self) -> DistributionParams | None:
-        return self._params if self._stale_dist else None
+        if self.pending_refresh is not None and self.tracker.refresh_distribution(self._params, ids):
+            self.pending_refresh = None
 
     def mark_fresh(self) -> None:
-        self._stale_dist = False
+        self.pending_refresh = None
 
     def get_stats(self) -> LPScorerStats:
         rows = self.tracker.snapshot_rows()

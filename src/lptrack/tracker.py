@@ -35,7 +35,7 @@ MAX_TASK_ID = 2**53
 _LABEL_HASH_MASK = (1 << 53) - 1
 #: Threshold of a task created by an update (SPEC: ``success_threshold or 0.5``).
 _UPDATE_CREATE_THRESHOLD = 0.5
-_SEED_RANGE = 2**31
+_SEED_BITS = 31  # seeds are floats in [0, 2**31)
 _NAN = math.nan
 
 
@@ -371,15 +371,24 @@ class TaskTracker:
             self.default_success_threshold if success_threshold is None
             else check_finite("success_threshold", success_threshold)
         )
-        seed_value = float(random.randrange(_SEED_RANGE)) if seed is None else check_finite("seed", seed)
+        seed_value = float(random.getrandbits(_SEED_BITS)) if seed is None else check_finite("seed", seed)
         generator = (
             self.default_generator_type if generator_type is None else check_finite("generator_type", generator_type)
         )
         self._table.claim(tid, time.time(), threshold, seed_value, generator)
 
-    def remove_task(self, task_id: int) -> None:
-        """Free the task's slot (row zeroed) for reuse; no-op for an untracked task."""
-        self._table.release(check_task_id(task_id))
+    def claim_task(self, task_id: int, lp_score: float, label_hash: int) -> int:
+        """``track_task_creation`` with the defaults that also sets a new row's lp_score
+        and label_hash, in one table call (``task_id`` validated by the caller): the
+        slot, or -1 when the pool is full.  An already tracked task is left untouched."""
+        return self._table.claim(
+            task_id, time.time(), self.default_success_threshold, float(random.getrandbits(_SEED_BITS)),
+            self.default_generator_type, lp_score, float(label_hash),
+        )
+
+    def remove_task(self, task_id: int) -> bool:
+        """Free the task's slot (row zeroed) for reuse: whether it was tracked (no-op if not)."""
+        return self._table.release(check_task_id(task_id))
 
     def num_tracked(self) -> int:
         """Tasks in the pool (of every process of a shared session)."""
@@ -420,7 +429,7 @@ class TaskTracker:
             lp_score,
             threshold if success_threshold else _UPDATE_CREATE_THRESHOLD,
             time.time(),
-            float(random.randrange(_SEED_RANGE)),
+            float(random.getrandbits(_SEED_BITS)),
             self.default_generator_type,
             bidirectional,
         )
