@@ -14,9 +14,11 @@ from __future__ import annotations
 
 import math
 import uuid
+from types import SimpleNamespace
 
 import pytest
 
+from lptrack import LearningProgressConfig, create_task_tracker
 from lptrack._native import NativeTable
 from lptrack._table import BidirectionalParams
 
@@ -103,3 +105,60 @@ def test_c_lock_round_trip(benchmark, table):
     benchmark.extra_info["c_lock_ns"] = table.lock_bench(1_000_000)
     print(f"\n{table!r}: uncontended C lock+unlock {benchmark.extra_info['c_lock_ns']:.1f} ns")
     benchmark.pedantic(table.lock_bench, args=(pairs,), rounds=20)
+
+
+# -- the same operations through the public TaskTracker API ---------------------------------------
+@pytest.fixture(
+    scope="module",
+    params=[(c, m) for c in CAPACITIES for m in ("local", "shared")],
+    ids=lambda p: f"{p[0] // 1000}k-{p[1]}",
+)
+def tracker(request):
+    """A native TaskTracker on a half-full pool (what users call: validation included)."""
+    capacity, mode = request.param
+    tracker = create_task_tracker(
+        max_memory_tasks=capacity,
+        ema_alpha=0.1,
+        use_shared_memory=mode == "shared",
+        default_success_threshold=0.5,
+        default_generator_type=0.0,
+        _session_id=f"bench_{uuid.uuid4().hex[:8]}" if mode == "shared" else None,
+    )
+    for task_id in range(1, capacity // 2 + 1):
+        tracker.track_task_creation(task_id)
+    yield tracker
+    tracker.cleanup_shared_memory()
+
+
+@pytest.mark.benchmark(group="tracker-update")
+def test_tracker_update(benchmark, tracker):
+    scorer = SimpleNamespace(config=LearningProgressConfig(use_shared_memory=False))
+    task_id = tracker.max_memory_tasks // 4
+    benchmark(tracker.update_task_performance_with_bidirectional_emas, task_id, 0.5, scorer)
+
+
+@pytest.mark.benchmark(group="tracker-get_task_index")
+def test_tracker_get_task_index(benchmark, tracker):
+    benchmark(tracker.get_task_index, tracker.max_memory_tasks // 4)
+
+
+@pytest.mark.benchmark(group="tracker-track+remove")
+def test_tracker_track_and_remove(benchmark, tracker):
+    task_id = tracker.max_memory_tasks + 1
+
+    def track_and_remove() -> None:
+        tracker.track_task_creation(task_id)
+        tracker.remove_task(task_id)
+
+    benchmark(track_and_remove)
+
+
+@pytest.mark.benchmark(group="tracker-get_all_tracked_tasks")
+def test_tracker_get_all_tracked_tasks(benchmark, tracker):
+    """A new list of every id (SPEC): O(pool) by contract, from the generation-checked cache."""
+    benchmark(tracker.get_all_tracked_tasks)
+
+
+@pytest.mark.benchmark(group="tracker-get_task_stats")
+def test_tracker_get_task_stats(benchmark, tracker):
+    benchmark(tracker.get_task_stats, tracker.max_memory_tasks // 4)

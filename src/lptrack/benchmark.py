@@ -39,15 +39,19 @@ BARRIER_TIMEOUT_S = 600.0
 @dataclass(frozen=True)
 class BenchConfig:
     tasks: int = 1000
-    episodes_per_epoch: int = 2000
+    episodes_per_epoch: int = 30000
     epochs: int = 5
     workers: int = 1
     batch: int = 100
+    #: Below the curriculum's 5 presentations for eviction, so that tasks are scored
+    #: by learning progress before they can be evicted (with the config default of
+    #: 10, no task lives long enough to be scored and LP degenerates to uniform).
+    min_samples_for_lp: int = 3
     algorithms: tuple[str, ...] = ALGORITHMS
     seed: int = 0
 
     def __post_init__(self) -> None:
-        for name in ("tasks", "episodes_per_epoch", "epochs", "workers", "batch"):
+        for name in ("tasks", "episodes_per_epoch", "epochs", "workers", "batch", "min_samples_for_lp"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ValueError(f"{name} must be an int >= 1, got {value!r}")
@@ -122,6 +126,7 @@ def make_curriculum_config(algorithm: str, config: BenchConfig, session_id: str 
     shared = config.workers > 1
     common: dict[str, Any] = dict(
         num_active_tasks=config.tasks,
+        min_samples_for_lp=config.min_samples_for_lp,
         use_shared_memory=shared,
         session_id=session_id if shared else None,
     )
