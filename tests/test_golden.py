@@ -38,13 +38,24 @@ def _check_value(actual: Any, expected: Any, where: str) -> None:
         assert actual == expected, f"{where}: {actual!r} != {expected!r}"
 
 
-def replay(trace: dict[str, Any], engine: str) -> int:
-    """Replay one trace; returns the number of answers compared."""
-    config = LearningProgressConfig(**trace["config"], perf_invalidation_batch_size=1, engine=engine)
+def replay(trace: dict[str, Any], engine: str, session_id: str | None = None) -> int:
+    """Replay one trace (in a shared segment when ``session_id`` is given); returns the
+    number of answers compared."""
+    settings = {**trace["config"], "perf_invalidation_batch_size": 1, "engine": engine}
+    if session_id is not None:
+        settings.update(use_shared_memory=True, session_id=session_id)
+    config = LearningProgressConfig(**settings)
     algorithm = LearningProgressAlgorithm(config.num_active_tasks, NullStatsLogger(), config)
+    try:
+        return _replay_ops(trace["ops"], algorithm)
+    finally:
+        algorithm.cleanup_shared_memory()
+
+
+def _replay_ops(ops: list[dict[str, Any]], algorithm: LearningProgressAlgorithm) -> int:
     tracker = algorithm.task_tracker
     compared = 0
-    for step, op in enumerate(trace["ops"]):
+    for step, op in enumerate(ops):
         where = f"op {step} ({op['op']})"
         kind = op["op"]
         if kind == "create":
@@ -84,3 +95,9 @@ def test_golden_trace(trace_path: Path, engine: str) -> None:
     trace = json.loads(trace_path.read_text())
     assert trace["config"]["use_shared_memory"] is False
     assert replay(trace, engine) > 0
+
+
+@pytest.mark.parametrize("trace_path", TRACES, ids=[path.stem for path in TRACES])
+def test_golden_trace_in_a_shared_segment(trace_path: Path, engine: str, session_id: str) -> None:
+    """The same answers when the pool lives in a session's shared segment."""
+    assert replay(json.loads(trace_path.read_text()), engine, session_id) > 0
