@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from lptrack.algorithm import CurriculumTask, LearningProgressAlgorithm, NullStatsLogger, StatsLogger
 from lptrack.config import LearningProgressConfig
+from lptrack.curriculum import Curriculum, DiscreteRandomCurriculumConfig
 from lptrack.scorers import BasicLPScorer, BidirectionalLPScorer, LPScorer, LPScorerStats
 from lptrack.tracker import (
     LocalMemoryBackend,
@@ -25,7 +26,9 @@ __version__ = "0.1.0"
 __all__ = [
     "BasicLPScorer",
     "BidirectionalLPScorer",
+    "Curriculum",
     "CurriculumTask",
+    "DiscreteRandomCurriculumConfig",
     "LPScorer",
     "LPScorerStats",
     "LearningProgressAlgorithm",

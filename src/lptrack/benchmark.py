@@ -333,11 +333,13 @@ def write_plot(result: BenchResult, path: str) -> None:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import MaxNLocator
 
     fig, ax = plt.subplots(figsize=(7, 4))
     for algorithm, rows in result.by_algorithm().items():
         ax.plot([r.epoch for r in rows], [r.episodes_per_second for r in rows], marker="o", label=algorithm)
     ax.set_yscale("log")
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_xlabel("epoch")
     ax.set_ylabel("episodes per second (log)")
     c = result.config
