@@ -5,7 +5,10 @@
 Groups read side by side:
 
 * ``episode-1k``: 1,000 episodes (get_task + update_task_performance) through
-  ``Curriculum`` on a 1,000-task pool, discrete vs lp-native;
+  ``Curriculum`` on a 1,000-task pool, discrete vs lp-native (the config's
+  defaults: with min_samples_for_lp 10 above the 5 presentations of eviction,
+  tasks are evicted before LP scores them) and lp-native-scored
+  (min_samples_for_lp 3, as ``lptrack bench`` runs it);
   target: lp-native at most 2x discrete;
 * ``episode-pool``: the same on lp-native at 1k, 10k and 100k tasks;
   targets: 10k at most 1.5x 1k, 100k at most 3x 1k;
@@ -37,6 +40,11 @@ WARMUP_PER_TASK = 8
 def steady_curriculum(algorithm: str, tasks: int) -> tuple[Curriculum, SimulatedAgent]:
     if algorithm == "discrete":
         config = DiscreteRandomCurriculumConfig()
+    elif algorithm == "lp-native-scored":
+        # As `lptrack bench` runs it: tasks are scored by LP before they may be evicted.
+        config = LearningProgressConfig(
+            use_shared_memory=False, engine="native", min_samples_for_lp=BenchConfig().min_samples_for_lp
+        )
     else:
         config = LearningProgressConfig(use_shared_memory=False, engine="native")
     curriculum = Curriculum(config, num_active_tasks=tasks, seed=0)
@@ -56,7 +64,7 @@ def time_episodes(benchmark, algorithm: str, tasks: int) -> None:
 
 
 @pytest.mark.benchmark(group="episode-1k")
-@pytest.mark.parametrize("algorithm", ["discrete", "lp-native"])
+@pytest.mark.parametrize("algorithm", ["discrete", "lp-native", "lp-native-scored"])
 def test_episode_loop_1k(benchmark, algorithm: str) -> None:
     time_episodes(benchmark, algorithm, 1_000)
 
