@@ -17,6 +17,7 @@ Algorithms:
 
 from __future__ import annotations
 
+import importlib.util
 import math
 import multiprocessing as mp
 import os
@@ -320,10 +321,8 @@ def format_table(result: BenchResult) -> str:
 
 def require_matplotlib() -> None:
     """Fail early, before a long run, when ``--plot`` cannot be honoured."""
-    try:
-        import matplotlib  # noqa: F401
-    except ImportError as exc:
-        raise RuntimeError("--plot needs matplotlib: pip install 'lptrack[plot]'") from exc
+    if importlib.util.find_spec("matplotlib") is None:
+        raise RuntimeError("--plot needs matplotlib: pip install 'lptrack[plot]'")
 
 
 def write_plot(result: BenchResult, path: str) -> None:

@@ -17,7 +17,7 @@ from .algorithm import CurriculumTask, NullStatsLogger
 from .config import LearningProgressConfig
 
 #: Task ids are drawn uniformly from [1, 2**53): exactly representable in a float64 row.
-MAX_TASK_ID = 2**53
+TASK_ID_BITS = 53
 #: get_task gives up after this many picks that found their free slot taken by
 #: another process (each such pick means the pool just gained a task).
 _MAX_CHOICES = 1000
@@ -311,7 +311,7 @@ class Curriculum:
         """Create and track a new task; None when another process filled the pool first."""
         # Ids are 53 random bits: meeting a tracked one is too rare (about pool / 2**53)
         # to pay a lookup per creation; if it happens, that task is handed out again.
-        task_id = self._rng.getrandbits(53) or 1  # in [1, 2**53)
+        task_id = self._rng.getrandbits(TASK_ID_BITS) or 1  # in [1, 2**53)
         task = CurriculumTask(task_id, self._task_factory(task_id))
         if not self._algorithm.add_pool_task(task):
             return None

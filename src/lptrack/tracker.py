@@ -496,10 +496,6 @@ class TaskTracker:
     def recommend_eviction(self, ids: np.ndarray, min_presentations: float, percentile: float) -> int | None:
         return self._table.recommend_eviction(ids, min_presentations, percentile) or None
 
-    def sample(self, uniform: float) -> int | None:
-        """A pool task drawn by score (``uniform`` in [0, 1)); None when the pool is empty."""
-        return self._table.sample(uniform) or None
-
     # -- reads ------------------------------------------------------------------------------------
     def _active_row(self, task_id: int) -> np.ndarray | None:
         """A consistent copy of the task's row, or None when untracked or inactive."""
