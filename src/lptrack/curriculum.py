@@ -228,9 +228,8 @@ class Curriculum:
         """The task for the next episode."""
         choice = self._algorithm.choose_pool_task(self._rng.random(), self.min_presentations_for_eviction)
         task = self._tasks.get(choice) if choice > 0 else self._replace(choice)
-        if task is None:  # created by another process of the session
-            task = CurriculumTask(choice, self._task_factory(choice))
-            self._remember(task)
+        if task is None:
+            task = self._adopt(choice)
         self._algorithm.on_task_sampled(task._task_id)
         return task
 
@@ -244,7 +243,7 @@ class Curriculum:
             # Another process of the session evicted that task, or took the free slot, first.
             choice = self._algorithm.choose_pool_task(self._rng.random(), self.min_presentations_for_eviction)
             if choice > 0:
-                return self._tasks.get(choice) or self._remember(CurriculumTask(choice, self._task_factory(choice)))
+                return self._tasks.get(choice) or self._adopt(choice)
         raise RuntimeError(
             f"no task after {_MAX_CHOICES} tries: other processes keep filling the pool's free slots"
         )
@@ -318,6 +317,10 @@ class Curriculum:
         self._remember(task)
         self._created += 1
         return task
+
+    def _adopt(self, task_id: int) -> CurriculumTask:
+        """The CurriculumTask of a pool task another process of the session created."""
+        return self._remember(CurriculumTask(task_id, self._task_factory(task_id)))
 
     def _remember(self, task: CurriculumTask) -> CurriculumTask:
         """Cache a task object; drop the ones other processes evicted once the cache doubles."""
