@@ -295,11 +295,15 @@ static double select_kth(double *v, int64_t n, int64_t k)
     return v[k];
 }
 
-/* Python's int(len * percentile), clamped like sorted[max(0, ...)]. */
+/* Python's int(len * percentile), clamped like sorted[max(0, ...)] and to the
+ * last element (callers check 0 <= percentile < 1; this keeps the selection
+ * inside its array whatever they pass). */
 static int64_t threshold_rank(int64_t n, double percentile)
 {
+    if (!(percentile > 0.0))
+        return 0;
     const int64_t rank = (int64_t)((double)n * percentile);
-    return rank < 0 ? 0 : rank;
+    return rank >= n ? n - 1 : rank;
 }
 
 /* Fibonacci hashing into a power-of-two set of ids (0 marks an empty cell). */

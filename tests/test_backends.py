@@ -380,3 +380,20 @@ def test_cleanup_is_idempotent(engine: str, session_id: str) -> None:
     creator = SharedMemoryBackend(2, session_id=session_id, engine=engine)
     creator.cleanup()
     creator.cleanup()
+
+
+@pytest.mark.parametrize("percentile", [1.0, 1.5, -0.1, float("nan")])
+def test_eviction_percentile_out_of_range_is_refused(engine: str, percentile: float) -> None:
+    table = make_table(engine, 4, 18)
+    for task_id in (1, 2, 3):
+        table.claim(task_id, 0.0, 0.5, 0.0, 0.0)
+    before = table.rows.copy()
+    ids = np.array([1, 2, 3], dtype=np.int64)
+    with pytest.raises(ValueError, match="percentile"):
+        table.recommend_eviction(ids, 0, percentile)
+    with pytest.raises(ValueError, match="percentile"):
+        table.eviction_candidates(0, percentile, 2)
+    with pytest.raises(ValueError, match="percentile"):
+        table.pool_eviction_candidate(0, percentile, True)
+    np.testing.assert_array_equal(table.rows, before)
+    table.close()

@@ -82,6 +82,12 @@ cdef inline int _check_task_id(int64_t task_id) except -1:
     return 0
 
 
+cdef inline int _check_percentile(double percentile) except -1:
+    if not 0.0 <= percentile < 1.0:
+        raise ValueError(f"eviction_threshold_percentile must be in [0, 1), got {percentile}")
+    return 0
+
+
 cdef seg.lpt_layout _layout(int64_t capacity, int64_t row_width) except *:
     cdef seg.lpt_layout layout
     _check(seg.lpt_layout_compute(capacity, row_width, &layout), None,
@@ -758,6 +764,7 @@ cdef class SegmentTable:
         cdef int64_t best
         cdef double *scores
         cdef int64_t *id_set
+        _check_percentile(percentile)
         if n <= 1:
             return 0
         while set_size < 2 * n:
@@ -800,6 +807,7 @@ cdef class SegmentTable:
         (``refreshed`` tells whether it ran).
         """
         cdef int64_t choice
+        _check_percentile(percentile)
         self._acquire(self.lock_timeout)
         try:
             self.refreshed = refresh is not None and self._refresh_locked(refresh)
@@ -815,6 +823,7 @@ cdef class SegmentTable:
         in O(log capacity) (the threshold as in ``lpt_pool_candidate_locked``,
         csrc/lpt_sampler.h)."""
         cdef int64_t task_id
+        _check_percentile(percentile)
         self._acquire(self.lock_timeout)
         task_id = smp.lpt_pool_candidate_locked(&self._seg, min_presentations, percentile,
                                                 refresh_threshold)
@@ -834,8 +843,10 @@ cdef class SegmentTable:
         cdef cnp.npy_intp size = max(k, 0)
         cdef cnp.ndarray slots = cnp.PyArray_EMPTY(1, &size, cnp.NPY_INT64, 0)
         cdef cnp.ndarray task_ids = cnp.PyArray_EMPTY(1, &size, cnp.NPY_INT64, 0)
-        cdef double *scratch = <double *>malloc(self.capacity * sizeof(double))
+        cdef double *scratch
         cdef int64_t found
+        _check_percentile(percentile)
+        scratch = <double *>malloc(self.capacity * sizeof(double))
         if scratch == NULL:
             raise MemoryError()
         try:

@@ -54,6 +54,7 @@ from lptrack._table import (
     BidirectionalParams,
     DistributionParams,
     Table,
+    check_percentile,
 )
 from lptrack.errors import LayoutMismatchError, LockReentryError, LockTimeoutError, SegmentError
 
@@ -439,6 +440,7 @@ class PythonTable(Table):
         )
 
     def recommend_eviction(self, ids: np.ndarray, min_presentations: float, percentile: float) -> int:
+        check_percentile(percentile)
         if ids.size <= 1:
             return 0
         with self.lock():
@@ -456,6 +458,7 @@ class PythonTable(Table):
     def eviction_candidates(
         self, min_presentations: float, percentile: float, k: int
     ) -> tuple[np.ndarray, np.ndarray]:
+        check_percentile(percentile)
         with self.lock():
             slots = np.array(self._active, dtype=np.intp)
             none = np.empty(0, dtype=np.int64)

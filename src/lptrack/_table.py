@@ -53,6 +53,12 @@ RANDOM_BASELINE = 16
 LABEL_HASH = 17
 
 
+def check_percentile(percentile: float) -> None:
+    """ValueError unless 0 <= percentile < 1 (the eviction threshold's rank must be in the pool)."""
+    if not 0.0 <= percentile < 1.0:
+        raise ValueError(f"eviction_threshold_percentile must be in [0, 1), got {percentile}")
+
+
 class BidirectionalParams(NamedTuple):
     """The scorer half of an update (SPEC.md, update_task_performance_with_bidirectional_emas)."""
 
