@@ -244,7 +244,8 @@ int64_t lpt_sample_locked(const lpt_segment *seg, double uniform)
         if (pos < cap && draw_weight(seg->weights[pos]) > 0.0)
             return (int64_t)lpt_row(seg, pos)[LPT_COL_TASK_ID];
     }
-    int64_t position = (int64_t)(uniform * (double)n);
+    /* Clamped, so that no uniform (callers check [0, 1)) reads outside the list. */
+    int64_t position = uniform > 0.0 ? (int64_t)(uniform * (double)n) : 0;
     if (position >= n)
         position = n - 1;
     return (int64_t)lpt_row(seg, seg->active[position])[LPT_COL_TASK_ID];

@@ -397,3 +397,16 @@ def test_eviction_percentile_out_of_range_is_refused(engine: str, percentile: fl
         table.pool_eviction_candidate(0, percentile, True)
     np.testing.assert_array_equal(table.rows, before)
     table.close()
+
+
+@pytest.mark.parametrize("uniform", [1.0, -0.25, float("nan")])
+def test_sampling_draw_out_of_range_is_refused(engine: str, uniform: float) -> None:
+    table = make_table(engine, 2, 18)
+    table.claim(1, 0.0, 0.5, 0.0, 0.0)
+    table.claim(2, 0.0, 0.5, 0.0, 0.0)
+    with pytest.raises(ValueError, match="uniform"):
+        table.sample(uniform)
+    with pytest.raises(ValueError, match="uniform"):
+        table.choose_pool_task(uniform, 0, 0.4, True)
+    assert len(table) == 2
+    table.close()

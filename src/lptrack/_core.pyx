@@ -82,6 +82,12 @@ cdef inline int _check_task_id(int64_t task_id) except -1:
     return 0
 
 
+cdef inline int _check_uniform(double uniform) except -1:
+    if not 0.0 <= uniform < 1.0:
+        raise ValueError(f"uniform must be a draw from [0, 1), got {uniform}")
+    return 0
+
+
 cdef inline int _check_percentile(double percentile) except -1:
     if not 0.0 <= percentile < 1.0:
         raise ValueError(f"eviction_threshold_percentile must be in [0, 1), got {percentile}")
@@ -790,6 +796,7 @@ cdef class SegmentTable:
         """A task drawn with probability proportional to its score (Fenwick
         descent, O(log capacity)), ``uniform`` in [0, 1); 0 when the pool is empty."""
         cdef int64_t task_id
+        _check_uniform(uniform)
         self._acquire(self.lock_timeout)
         task_id = smp.lpt_sample_locked(&self._seg, uniform)
         self._release()
@@ -807,6 +814,7 @@ cdef class SegmentTable:
         (``refreshed`` tells whether it ran).
         """
         cdef int64_t choice
+        _check_uniform(uniform)
         _check_percentile(percentile)
         self._acquire(self.lock_timeout)
         try:

@@ -55,6 +55,7 @@ from lptrack._table import (
     DistributionParams,
     Table,
     check_percentile,
+    check_uniform,
 )
 from lptrack.errors import LayoutMismatchError, LockReentryError, LockTimeoutError, SegmentError
 
@@ -484,6 +485,7 @@ class PythonTable(Table):
         refresh_threshold: bool,
         refresh: DistributionParams | None = None,
     ) -> int:
+        check_uniform(uniform)
         self.refreshed = refresh is not None and self.refresh_distribution(refresh)
         if len(self._active) < self.capacity:
             return 0
@@ -491,6 +493,7 @@ class PythonTable(Table):
         return -candidate if candidate else self.sample(uniform)
 
     def sample(self, uniform: float) -> int:
+        check_uniform(uniform)
         with self.lock():
             n = len(self._active)
             if n == 0:

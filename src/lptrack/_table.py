@@ -53,6 +53,12 @@ RANDOM_BASELINE = 16
 LABEL_HASH = 17
 
 
+def check_uniform(uniform: float) -> None:
+    """ValueError unless ``uniform`` is a draw from [0, 1)."""
+    if not 0.0 <= uniform < 1.0:
+        raise ValueError(f"uniform must be a draw from [0, 1), got {uniform}")
+
+
 def check_percentile(percentile: float) -> None:
     """ValueError unless 0 <= percentile < 1 (the eviction threshold's rank must be in the pool)."""
     if not 0.0 <= percentile < 1.0:
