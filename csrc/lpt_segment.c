@@ -665,7 +665,7 @@ int lpt_segment_trylock(lpt_segment *seg)
 /* Lock holds last a few hundred nanoseconds, a futex sleep and wake-up a few
  * microseconds: a busy lock is first polled for about as long as a few holds
  * take (test, pause, test), and only then slept on. */
-#define LPT_SPIN_POLLS 512
+#define LPT_SPIN_POLLS 64
 #define LPT_SPIN_PAUSES 8
 
 static inline void cpu_relax(void)
