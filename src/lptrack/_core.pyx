@@ -36,6 +36,7 @@ cimport lptrack.lpt_update as upd
 cimport lptrack.lpt_crash as crash
 cimport lptrack.lpt_liveness as live
 
+from lptrack._table import check_percentile, check_uniform
 from lptrack.errors import LayoutMismatchError, LockReentryError, LockTimeoutError, SegmentError
 
 cnp.import_array()
@@ -82,15 +83,17 @@ cdef inline int _check_task_id(int64_t task_id) except -1:
     return 0
 
 
+# The comparisons stay in C on the hot path; the errors come from lptrack._table,
+# so both engines refuse the same values with the same message.
 cdef inline int _check_uniform(double uniform) except -1:
     if not 0.0 <= uniform < 1.0:
-        raise ValueError(f"uniform must be a draw from [0, 1), got {uniform}")
+        check_uniform(uniform)
     return 0
 
 
 cdef inline int _check_percentile(double percentile) except -1:
     if not 0.0 <= percentile < 1.0:
-        raise ValueError(f"eviction_threshold_percentile must be in [0, 1), got {percentile}")
+        check_percentile(percentile)
     return 0
 
 
