@@ -134,9 +134,7 @@ class LearningProgressAlgorithm(StatsLogger):
         self._registered_labels: set[str] = set()
         self._table = self.task_tracker.table
         self._percentile = self.hypers.eviction_threshold_percentile
-        # When the table must recompute the eviction threshold (O(pool)) before a pool
-        # eviction: always at batch size 1 (exact answers), once per batch for the basic
-        # scorer (its scores move with every update); otherwise the distribution pass does.
+        # See _refresh_threshold: batch size 1 wants exact answers.
         self._exact_threshold = self.hypers.perf_invalidation_batch_size == 1
         self._threshold_epoch = -1
         self._finalizer = self._make_finalizer()
@@ -195,8 +193,7 @@ class LearningProgressAlgorithm(StatsLogger):
         recomputations (SPEC.md, deliberate change 1).
         """
         self.scorer.refresh()
-        refresh_threshold = self._exact_threshold or (not self.scorer.bidirectional and self._refresh_threshold())
-        return self._table.pool_eviction_candidate(min_presentations, self._percentile, refresh_threshold) or None
+        return self._table.pool_eviction_candidate(min_presentations, self._percentile, self._refresh_threshold()) or None
 
     def choose_pool_task(self, uniform: float, min_presentations: int) -> int:
         """Curriculum's pick for the next episode, in one table call: 0 while the pool
@@ -205,15 +202,18 @@ class LearningProgressAlgorithm(StatsLogger):
         scorer = self.scorer
         refresh = scorer.pending_refresh
         table = self._table
-        refresh_threshold = self._exact_threshold or (not scorer.bidirectional and self._refresh_threshold())
-        choice = table.choose_pool_task(uniform, min_presentations, self._percentile, refresh_threshold, refresh)
+        choice = table.choose_pool_task(uniform, min_presentations, self._percentile, self._refresh_threshold(), refresh)
         if refresh is not None and table.refreshed:
             scorer.mark_fresh()
         return choice
 
     def _refresh_threshold(self) -> bool:
-        """For the basic scorer, whose scores move with every update: once per batch."""
-        if self.scorer.batch_epoch == self._threshold_epoch:
+        """Whether the table must recompute the eviction threshold first: always at batch
+        size 1, once per batch for the basic scorer (its scores move with every update);
+        otherwise the distribution pass keeps it current."""
+        if self._exact_threshold:
+            return True
+        if self.scorer.bidirectional or self.scorer.batch_epoch == self._threshold_epoch:
             return False
         self._threshold_epoch = self.scorer.batch_epoch
         return True
