@@ -218,12 +218,19 @@ int lpt_any_mature_locked(const lpt_segment *seg, const int64_t *ids, int64_t n)
 
 /* -- sampling ---------------------------------------------------------------------- */
 
-int64_t lpt_sample_locked(const lpt_segment *seg, double uniform)
+/* The task id in `slot`'s row; 0 for no slot (-1). */
+static inline int64_t task_id_in(const lpt_segment *seg, int64_t slot)
+{
+    return slot < 0 ? 0 : (int64_t)lpt_row(seg, slot)[LPT_COL_TASK_ID];
+}
+
+/* lpt_sample_locked's draw as a slot, -1 when the pool is empty. */
+static int64_t sample_slot(const lpt_segment *seg, double uniform)
 {
     const int64_t n = (int64_t)atomic_load_explicit(&seg->header->n_active, memory_order_relaxed);
     const int64_t cap = seg->capacity;
     if (n == 0)
-        return 0;
+        return -1;
     int64_t top = 1;
     while (top * 2 <= cap)
         top *= 2;
@@ -242,13 +249,18 @@ int64_t lpt_sample_locked(const lpt_segment *seg, double uniform)
             }
         }
         if (pos < cap && draw_weight(seg->weights[pos]) > 0.0)
-            return (int64_t)lpt_row(seg, pos)[LPT_COL_TASK_ID];
+            return pos;
     }
     /* Clamped, so that no uniform (callers check [0, 1)) reads outside the list. */
     int64_t position = uniform > 0.0 ? (int64_t)(uniform * (double)n) : 0;
     if (position >= n)
         position = n - 1;
-    return (int64_t)lpt_row(seg, seg->active[position])[LPT_COL_TASK_ID];
+    return seg->active[position];
+}
+
+int64_t lpt_sample_locked(const lpt_segment *seg, double uniform)
+{
+    return task_id_in(seg, sample_slot(seg, uniform));
 }
 
 /* -- eviction ------------------------------------------------------------------------ */
@@ -437,13 +449,14 @@ int64_t lpt_eviction_candidates_locked(const lpt_segment *seg, double min_presen
 
 /* -- the pool's eviction candidate ----------------------------------------------------- */
 
-int64_t lpt_pool_candidate_locked(lpt_segment *seg, double min_presentations, double percentile,
-                                  int refresh_threshold)
+/* lpt_pool_candidate_locked's task as a slot, -1 for none. */
+static int64_t pool_candidate_slot(lpt_segment *seg, double min_presentations, double percentile,
+                                   int refresh_threshold)
 {
     lpt_header *h = seg->header;
     const int64_t n = (int64_t)atomic_load_explicit(&h->n_active, memory_order_relaxed);
     if (n <= 1)
-        return 0;
+        return -1;
     if (min_presentations != h->evict_min_presentations) {
         h->evict_min_presentations = min_presentations;
         evict_tree_rebuild(seg);
@@ -456,17 +469,33 @@ int64_t lpt_pool_candidate_locked(lpt_segment *seg, double min_presentations, do
     }
     const int64_t best = seg->evict_tree[1];
     if (best < 0 || seg->evict_key[best] > h->evict_threshold)
-        return 0;
-    return (int64_t)lpt_row(seg, best)[LPT_COL_TASK_ID];
+        return -1;
+    return best;
+}
+
+int64_t lpt_pool_candidate_locked(lpt_segment *seg, double min_presentations, double percentile,
+                                  int refresh_threshold)
+{
+    return task_id_in(seg, pool_candidate_slot(seg, min_presentations, percentile, refresh_threshold));
 }
 
 int64_t lpt_choose_locked(lpt_segment *seg, double uniform, double min_presentations,
-                          double percentile, int refresh_threshold)
+                          double percentile, int refresh_threshold, double *label_hash)
 {
+    *label_hash = 0.0;
     const uint64_t n = atomic_load_explicit(&seg->header->n_active, memory_order_relaxed);
     if (n < (uint64_t)seg->capacity)
         return 0;
-    const int64_t evict =
-        lpt_pool_candidate_locked(seg, min_presentations, percentile, refresh_threshold);
-    return evict ? -evict : lpt_sample_locked(seg, uniform);
+    int64_t slot = pool_candidate_slot(seg, min_presentations, percentile, refresh_threshold);
+    if (slot >= 0) {
+        /* Evicted in this hold: no other process can pick or evict it in between. */
+        const int64_t victim = task_id_in(seg, slot);
+        *label_hash = lpt_row(seg, slot)[LPT_COL_LABEL_HASH];
+        lpt_release_locked(seg, victim);
+        return -victim;
+    }
+    slot = sample_slot(seg, uniform);
+    if (slot >= 0)
+        *label_hash = lpt_row(seg, slot)[LPT_COL_LABEL_HASH];
+    return task_id_in(seg, slot);
 }

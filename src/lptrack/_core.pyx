@@ -52,6 +52,8 @@ DEFAULT_LOCK_TIMEOUT = 10.0
 #: dozen stores, so a reader meeting one retries within nanoseconds; only a
 #: writer descheduled or dead mid-row exhausts them.
 READ_ROW_ATTEMPTS = 64
+#: claim(new_only=True) of a task already tracked (lptrack._table.TRACKED).
+cdef int64_t _TRACKED = -2
 
 
 cdef int _check(int rc, SegmentTable table=None, str detail=None) except -1:
@@ -217,6 +219,27 @@ cdef class _HeldLock:
 
 
 @cython.auto_pickle(False)
+cdef class RunningTotals:
+    """A tracker's running totals (SPEC.md): the scores it recorded and their sum.
+
+    ``SegmentTable.update_tracked`` adds to them in the call that updates the
+    row, so the episode's hot path needs no Python frame for them.
+    """
+
+    cdef public long long completions
+    cdef public double sum_scores
+
+    def __init__(self, long long completions=0, double sum_scores=0.0):
+        self.completions = completions
+        self.sum_scores = sum_scores
+
+    def __reduce__(self):
+        return (RunningTotals, (self.completions, self.sum_scores))
+
+    def __repr__(self):
+        return f"RunningTotals(completions={self.completions}, sum_scores={self.sum_scores!r})"
+
+
 cdef class SegmentTable:
     """A pool of task rows in one segment image (see ``lptrack._table.Table``).
 
@@ -239,6 +262,8 @@ cdef class SegmentTable:
     cdef uint64_t _token
     #: Whether the last choose_pool_task ran the distribution pass.
     cdef readonly bint refreshed
+    #: The label hash of the task the last choose_pool_task evicted or sampled (0: none).
+    cdef readonly int64_t chosen_label_hash
 
     def __cinit__(self, *args, **kwargs):
         self._seg.header = NULL
@@ -487,9 +512,23 @@ cdef class SegmentTable:
         self._release()
         return slot
 
+    def label_hash_of(self, int64_t task_id):
+        """The label hash in ``task_id``'s row; 0 when it has none or is not tracked."""
+        cdef int64_t slot
+        cdef double hashed = 0.0
+        _check_task_id(task_id)
+        self._acquire(self.lock_timeout)
+        slot = seg.lpt_find_locked(&self._seg, task_id)
+        if slot >= 0:
+            hashed = seg.lpt_row(&self._seg, slot)[seg.LPT_COL_LABEL_HASH]
+        self._release()
+        return <int64_t>hashed
+
     def claim(self, int64_t task_id, double creation_time, double success_threshold,
-              double seed, double generator_type, double lp_score=0.0, double label_hash=0.0):
-        """Track ``task_id``: its slot (the existing one if tracked, unchanged), -1 when full."""
+              double seed, double generator_type, double lp_score=0.0, double label_hash=0.0,
+              bint new_only=False):
+        """Track ``task_id``: its slot, -1 when full.  A tracked task is left
+        unchanged: its slot is returned, or with ``new_only`` TRACKED (-2)."""
         cdef seg.lpt_new_task task
         cdef int64_t slot
         _check_task_id(task_id)
@@ -501,7 +540,10 @@ cdef class SegmentTable:
         task.lp_score = lp_score
         task.label_hash = label_hash
         self._acquire(self.lock_timeout)
-        slot = seg.lpt_claim_locked(&self._seg, &task)
+        if new_only and seg.lpt_find_locked(&self._seg, task_id) >= 0:
+            slot = _TRACKED
+        else:
+            slot = seg.lpt_claim_locked(&self._seg, &task)
         self._release()
         return slot
 
@@ -584,9 +626,11 @@ cdef class SegmentTable:
         self._release()
         return slot
 
-    def update_tracked(self, int64_t task_id, double score, double ema_alpha, bidirectional):
+    def update_tracked(self, int64_t task_id, double score, double ema_alpha, bidirectional,
+                       RunningTotals totals=None):
         """``update`` of a tracked task with the row's threshold, never claiming:
-        the slot, or -1 (nothing changed) when the task is not tracked."""
+        the slot, or -1 (nothing changed) when the task is not tracked.  An
+        applied update is also added to ``totals``."""
         cdef upd.lpt_update_params p
         cdef int64_t slot
         _check_task_id(task_id)
@@ -606,7 +650,14 @@ cdef class SegmentTable:
         if slot >= 0:
             slot = upd.lpt_update_locked(&self._seg, &p)
         self._release()
+        if slot >= 0 and totals is not None:
+            totals.completions += 1
+            totals.sum_scores += score
         return slot
+
+    def new_running_totals(self):
+        """Zeroed running totals of the kind ``update_tracked`` adds to (``RunningTotals``)."""
+        return RunningTotals()
 
     def _noop_update(self, int64_t task_id, double score, double ema_alpha,
                      double success_threshold, double lp_score, double create_threshold,
@@ -808,24 +859,27 @@ cdef class SegmentTable:
     def choose_pool_task(self, double uniform, double min_presentations, double percentile,
                          bint refresh_threshold, refresh=None):
         """Curriculum's pick for the next episode, in one lock hold: 0 while the
-        pool has a free slot (create a task), ``-task_id`` to evict
-        ``pool_eviction_candidate``'s task (then create one), else a task
+        pool has a free slot (create a task), ``-task_id`` after evicting
+        ``pool_eviction_candidate``'s task (create one next), else a task
         sampled by score (``uniform`` in [0, 1)), all O(log capacity).
+        ``chosen_label_hash`` then holds the evicted or sampled task's label hash.
 
         ``refresh``, a DistributionParams while the caller's distribution is
         stale, first runs the pass if any pool task has enough samples
         (``refreshed`` tells whether it ran).
         """
         cdef int64_t choice
+        cdef double label_hash
         _check_uniform(uniform)
         _check_percentile(percentile)
         self._acquire(self.lock_timeout)
         try:
             self.refreshed = refresh is not None and self._refresh_locked(refresh)
             choice = smp.lpt_choose_locked(&self._seg, uniform, min_presentations, percentile,
-                                           refresh_threshold)
+                                           refresh_threshold, &label_hash)
         finally:
             self._release()
+        self.chosen_label_hash = <int64_t>label_hash
         return choice
 
     def pool_eviction_candidate(self, double min_presentations, double percentile,

@@ -51,7 +51,9 @@ from lptrack._table import (
     SUCCESS_THRESHOLD,
     TASK_ID,
     TOTAL_SCORE,
+    TRACKED,
     BidirectionalParams,
+    RunningTotals,
     DistributionParams,
     Table,
     check_percentile,
@@ -288,8 +290,11 @@ class PythonTable(Table):
         generator_type: float,
         lp_score: float = 0.0,
         label_hash: float = 0.0,
+        new_only: bool = False,
     ) -> int:
         with self.lock():
+            if new_only and task_id in self._slot_of:
+                return TRACKED
             return self._claim_locked(
                 task_id, creation_time, success_threshold, seed, generator_type, lp_score, label_hash
             )
@@ -354,7 +359,12 @@ class PythonTable(Table):
             return slot
 
     def update_tracked(
-        self, task_id: int, score: float, ema_alpha: float, bidirectional: BidirectionalParams
+        self,
+        task_id: int,
+        score: float,
+        ema_alpha: float,
+        bidirectional: BidirectionalParams,
+        totals: RunningTotals | None = None,
     ) -> int:
         with self.lock():
             slot = self._slot_of.get(task_id, -1)
@@ -363,7 +373,10 @@ class PythonTable(Table):
             row = self.rows[slot].tolist()
             _update_row(row, score, ema_alpha, math.nan, bidirectional)
             self.rows[slot] = row
-            return slot
+        if totals is not None:
+            totals.completions += 1
+            totals.sum_scores += score
+        return slot
 
     def read_row(self, slot: int) -> np.ndarray:
         with self.lock():
@@ -391,6 +404,11 @@ class PythonTable(Table):
 
     def label_for_hash(self, label_hash: int) -> str | None:
         return self._labels.get(label_hash)
+
+    def label_hash_of(self, task_id: int) -> int:
+        with self.lock():
+            slot = self._slot_of.get(task_id, -1)
+            return 0 if slot < 0 else int(self.rows[slot, LABEL_HASH])
 
     # -- scores, distribution, sampling, eviction -------------------------------------------
     def configure_scoring(self, bidirectional: bool, exploration_bonus: float, min_samples_for_lp: float) -> None:
@@ -487,10 +505,18 @@ class PythonTable(Table):
     ) -> int:
         check_uniform(uniform)
         self.refreshed = refresh is not None and self.refresh_distribution(refresh)
+        self.chosen_label_hash = 0
         if len(self._active) < self.capacity:
             return 0
         candidate = self.pool_eviction_candidate(min_presentations, percentile, refresh_threshold)
-        return -candidate if candidate else self.sample(uniform)
+        chosen = candidate or self.sample(uniform)
+        slot = self.find(chosen)
+        if slot >= 0:
+            self.chosen_label_hash = int(self.rows[slot, LABEL_HASH])
+        if candidate:
+            self.release(candidate)
+            return -candidate
+        return chosen
 
     def sample(self, uniform: float) -> int:
         check_uniform(uniform)

@@ -31,6 +31,8 @@ from typing import NamedTuple
 import numpy as np
 
 ROW_WIDTH = 18
+#: What ``claim(..., new_only=True)`` returns for a task already tracked.
+TRACKED = -2
 
 # Column indices (mirrors TaskStateIndices; kept here so engines need not import the API).
 TASK_ID = 0
@@ -63,6 +65,26 @@ def check_percentile(percentile: float) -> None:
     """ValueError unless 0 <= percentile < 1 (the eviction threshold's rank must be in the pool)."""
     if not 0.0 <= percentile < 1.0:
         raise ValueError(f"eviction_threshold_percentile must be in [0, 1), got {percentile}")
+
+
+class RunningTotals:
+    """A tracker's running totals (SPEC.md): the scores it recorded and their sum.
+
+    ``Table.update_tracked`` adds an applied update to them in the same call,
+    so the episode's hot path needs no Python frame of its own for them.
+    """
+
+    __slots__ = ("completions", "sum_scores")
+
+    def __init__(self, completions: int = 0, sum_scores: float = 0.0) -> None:
+        self.completions = completions
+        self.sum_scores = sum_scores
+
+    def __reduce__(self) -> tuple[type, tuple[int, float]]:
+        return (type(self), (self.completions, self.sum_scores))
+
+    def __repr__(self) -> str:
+        return f"RunningTotals(completions={self.completions}, sum_scores={self.sum_scores!r})"
 
 
 class BidirectionalParams(NamedTuple):
@@ -136,13 +158,14 @@ class Table(abc.ABC):
         generator_type: float,
         lp_score: float = 0.0,
         label_hash: float = 0.0,
+        new_only: bool = False,
     ) -> int:
         """Track ``task_id``; returns its slot, or -1 when absent and the pool is full.
 
         A new row gets task_id, creation_time, is_active = 1, the threshold,
         seed, generator type, lp_score and label_hash (0.0 for a plain
         track_task_creation), every other field 0.  An already tracked task is
-        left untouched (its existing slot is returned).
+        left untouched: its existing slot is returned, or TRACKED with ``new_only``.
         """
 
     @abc.abstractmethod
@@ -205,11 +228,25 @@ class Table(abc.ABC):
         """The label string stored under ``label_hash``, or None."""
 
     @abc.abstractmethod
+    def label_hash_of(self, task_id: int) -> int:
+        """The label hash in ``task_id``'s row; 0 when it has none or is not tracked."""
+
+    @abc.abstractmethod
     def update_tracked(
-        self, task_id: int, score: float, ema_alpha: float, bidirectional: BidirectionalParams
+        self,
+        task_id: int,
+        score: float,
+        ema_alpha: float,
+        bidirectional: BidirectionalParams,
+        totals: RunningTotals | None = None,
     ) -> int:
         """``update`` of a tracked task with the row's threshold; -1 (nothing
-        changes, nothing is claimed) when the task is not tracked."""
+        changes, nothing is claimed) when the task is not tracked.  An applied
+        update is added to ``totals`` (made by ``new_running_totals``)."""
+
+    def new_running_totals(self) -> RunningTotals:
+        """Zeroed running totals of the kind this engine's ``update_tracked`` adds to."""
+        return RunningTotals()
 
     # -- scores, distribution, sampling, eviction -------------------------------
     # A task's score is SPEC.md's score_task value under the rule set by
@@ -260,6 +297,8 @@ class Table(abc.ABC):
 
     #: Whether the last ``choose_pool_task`` ran the distribution pass.
     refreshed: bool = False
+    #: The label hash of the task the last ``choose_pool_task`` evicted or sampled (0: none).
+    chosen_label_hash: int = 0
 
     @abc.abstractmethod
     def pool_eviction_candidate(self, min_presentations: float, percentile: float, refresh_threshold: bool) -> int:
@@ -280,10 +319,11 @@ class Table(abc.ABC):
         refresh: DistributionParams | None = None,
     ) -> int:
         """The curriculum's pick for the next episode, atomically: 0 while the pool
-        has a free slot, ``-task_id`` to evict ``pool_eviction_candidate``'s task,
-        else ``sample(uniform)``.  ``refresh`` (a stale caller's DistributionParams)
-        first runs the pass if any pool task has enough samples; ``refreshed``
-        then tells whether it ran."""
+        has a free slot, ``-task_id`` after releasing ``pool_eviction_candidate``'s
+        task (a slot is free then), else ``sample(uniform)``; ``chosen_label_hash``
+        then holds the evicted or sampled task's label hash.  ``refresh`` (a stale
+        caller's DistributionParams) first runs the pass if any pool task has
+        enough samples; ``refreshed`` then tells whether it ran."""
 
     # -- lifecycle ------------------------------------------------------------
     @abc.abstractmethod

@@ -18,6 +18,7 @@ import numpy as np
 
 from lptrack import _table as col
 from lptrack._lpmath import gini
+from lptrack._table import TRACKED
 from lptrack.config import LearningProgressConfig
 from lptrack.scorers import BasicLPScorer, BidirectionalLPScorer, LPScorer
 from lptrack.tracker import (
@@ -31,7 +32,6 @@ from lptrack.tracker import (
 )
 
 UNKNOWN_LABEL = "unknown"
-_UNSEEN = object()
 
 
 class StatsLogger:
@@ -122,15 +122,16 @@ class LearningProgressAlgorithm(StatsLogger):
         self._curriculum: Any = None
         self._late_updates = 0
         self._label_task_counts: dict[str, int] = {}
-        self._label_sampling_counts: dict[str, int] = {}
+        self._sampling_counts: dict[str, int] = {}
+        # choose_pool_task counts samples by label hash (one dict update per episode);
+        # _label_sampling_counts folds them into _sampling_counts when read.
+        self._sampled_hashes: dict[int, int] = {}
         self._label_eviction_counts: dict[str, int] = {}  # cumulative
         self._epoch_eviction_counts: dict[str, int] = {}
         self._inactive_labels: dict[str, None] = {}  # insertion-ordered set: the FIFO
         self._bidirectional = bidirectional_params(self.hypers)
-        # Labels of the pool tasks this process created or sampled, so that
-        # sampling counts need no row read (pruned like Curriculum's task cache).
-        self._task_labels: dict[int, str | None] = {}
         self._label_hashes: dict[str, int] = {}
+        self._labels_by_hash: dict[int, str] = {}
         self._registered_labels: set[str] = set()
         self._table = self.task_tracker.table
         self._percentile = self.hypers.eviction_threshold_percentile
@@ -197,15 +198,56 @@ class LearningProgressAlgorithm(StatsLogger):
 
     def choose_pool_task(self, uniform: float, min_presentations: int) -> int:
         """Curriculum's pick for the next episode, in one table call: 0 while the pool
-        has room (create a task), ``-task_id`` to evict that task (then create
-        one), else a pool task sampled by score; O(log pool size), ``uniform`` in [0, 1)."""
+        has room (create a task), ``-task_id`` after evicting that task (create
+        one next), else a pool task sampled by score, counted as sampled (as
+        ``on_task_sampled``); O(log pool size), ``uniform`` in [0, 1)."""
         scorer = self.scorer
         refresh = scorer.pending_refresh
         table = self._table
-        choice = table.choose_pool_task(uniform, min_presentations, self._percentile, self._refresh_threshold(), refresh)
+        # _refresh_threshold's answer, its frame skipped within a batch (the common case).
+        stale_threshold = self._exact_threshold or (
+            scorer.batch_epoch != self._threshold_epoch and self._refresh_threshold()
+        )
+        choice = table.choose_pool_task(uniform, min_presentations, self._percentile, stale_threshold, refresh)
         if refresh is not None and table.refreshed:
             scorer.mark_fresh()
+        if choice > 0:
+            sampled = self._sampled_hashes
+            hashed = table.chosen_label_hash
+            sampled[hashed] = sampled.get(hashed, 0) + 1
+        elif choice < 0:
+            self._count_eviction(-choice, self._label_for_hash(table.chosen_label_hash))
         return choice
+
+    @property
+    def _label_sampling_counts(self) -> dict[str, int]:
+        """Sampling counts per label (those counted by label hash folded in first)."""
+        if self._sampled_hashes:
+            counts = self._sampling_counts
+            for hashed, sampled in self._sampled_hashes.items():
+                label = self._label_for_hash(hashed)
+                if label is not None:
+                    counts[label] = counts.get(label, 0) + sampled
+            self._sampled_hashes.clear()
+        return self._sampling_counts
+
+    @_label_sampling_counts.setter
+    def _label_sampling_counts(self, counts: dict[str, int]) -> None:
+        self._sampled_hashes.clear()
+        self._sampling_counts = counts
+
+    def _label_for_hash(self, hashed: int) -> str | None:
+        """The label string of a label hash (0: no label), cached per process."""
+        label = self._labels_by_hash.get(hashed)
+        if label is None and hashed:
+            label = self._table.label_for_hash(hashed)
+            if label is not None:
+                self._labels_by_hash[hashed] = label
+        return label
+
+    def tracked_task_ids(self) -> list[int]:
+        """The pool's task ids (of every process of a shared session)."""
+        return self.task_tracker.get_all_tracked_tasks()
 
     def _refresh_threshold(self) -> bool:
         """Whether the table must recompute the eviction threshold first: always at batch
@@ -213,10 +255,11 @@ class LearningProgressAlgorithm(StatsLogger):
         otherwise the distribution pass keeps it current."""
         if self._exact_threshold:
             return True
-        if self.scorer.bidirectional or self.scorer.batch_epoch == self._threshold_epoch:
+        scorer = self.scorer
+        if scorer.batch_epoch == self._threshold_epoch:
             return False
-        self._threshold_epoch = self.scorer.batch_epoch
-        return True
+        self._threshold_epoch = scorer.batch_epoch
+        return not scorer.bidirectional
 
     def should_evict_task(self, task_id: int, min_presentations: int) -> bool:
         """Always False: eviction goes through ``recommend_eviction``."""
@@ -227,25 +270,35 @@ class LearningProgressAlgorithm(StatsLogger):
         """Track the task; when it got a slot, give it exploration_bonus and record its label."""
         self.add_pool_task(task)
 
-    def add_pool_task(self, task: CurriculumTask) -> bool:
-        """``on_task_created``, telling whether the task is tracked now (False: the pool is full)."""
-        task_id = check_task_id(task._task_id)
+    def add_pool_task(self, task: CurriculumTask, sampled: bool = False) -> bool:
+        """``on_task_created``, telling whether the task is tracked now (False: the pool
+        is full); ``sampled`` also counts it as sampled (as ``on_task_sampled``)."""
+        task_id = task._task_id
+        if type(task_id) is not int or not 0 < task_id < MAX_TASK_ID:
+            task_id = check_task_id(task_id)
         label = task.get_label()
         tracker = self.task_tracker
-        if self._table.find(task_id) >= 0:
-            self._recreate(task_id, label)
-            return True
         hashed = self._label_hashes.get(label)
         if hashed is None:
             hashed = self._label_hashes[label] = label_hash(label)
-        if tracker.claim_task(task_id, self.hypers.exploration_bonus, hashed) < 0:
+            self._labels_by_hash[hashed] = label
+        slot = tracker.claim_task(task_id, self.hypers.exploration_bonus, hashed, new_only=True)
+        if slot == TRACKED:
+            self._recreate(task_id, label)
+        elif slot < 0:
             return False
-        if label not in self._registered_labels:
-            # The first task of a label in this process registers its string for every process.
-            tracker.set_task_label(task_id, label)
-            self._registered_labels.add(label)
-        self._remember_label(task_id, label)
-        self._label_joined_pool(label)
+        else:
+            if label not in self._registered_labels:
+                # The first task of a label in this process registers its string for every process.
+                tracker.set_task_label(task_id, label)
+                self._registered_labels.add(label)
+            in_pool = self._label_task_counts.get(label, 0)
+            if in_pool:  # _label_joined_pool's common case, its frame skipped
+                self._label_task_counts[label] = in_pool + 1
+            else:
+                self._label_joined_pool(label)
+        if sampled:
+            self._sampling_counts[label] = self._sampling_counts.get(label, 0) + 1
         return True
 
     def _recreate(self, task_id: int, label: str) -> None:
@@ -254,7 +307,6 @@ class LearningProgressAlgorithm(StatsLogger):
         previous_label = tracker.get_task_label(task_id)
         tracker.update_lp_score(task_id, self.hypers.exploration_bonus)
         tracker.set_task_label(task_id, label)
-        self._remember_label(task_id, label)
         if previous_label != label:
             if previous_label is not None:
                 self._label_left_pool(previous_label)
@@ -268,26 +320,23 @@ class LearningProgressAlgorithm(StatsLogger):
         """``on_task_evicted``, telling whether this call removed the task (False: it was
         not tracked, e.g. another process of the session evicted it first)."""
         task_id = check_task_id(task_id)
-        label = self._task_labels.pop(task_id, _UNSEEN)
-        if label is _UNSEEN:
-            label = self.task_tracker.get_task_label(task_id)
+        label = self._label_for_hash(self._table.label_hash_of(task_id))
         if not self.task_tracker.remove_task(task_id):
             return False
+        self._count_eviction(task_id, label)
+        return True
+
+    def _count_eviction(self, task_id: int, label: str | None) -> None:
+        """The scorer's event and the label bookkeeping of a task that left the pool."""
         self.scorer.remove_task(task_id)
         if label is not None:
             self._label_eviction_counts[label] = self._label_eviction_counts.get(label, 0) + 1
             self._epoch_eviction_counts[label] = self._epoch_eviction_counts.get(label, 0) + 1
-            self._label_left_pool(label)
-        return True
-
-    def _remember_label(self, task_id: int, label: str | None) -> str | None:
-        """Cache a pool task's label; drop tasks other processes evicted once the cache doubles."""
-        labels = self._task_labels
-        labels[task_id] = label
-        if len(labels) > 2 * self.task_tracker.max_memory_tasks:
-            tracked = self.task_tracker.get_task_index
-            self._task_labels = {t: cached for t, cached in labels.items() if tracked(t) is not None}
-        return label
+            remaining = self._label_task_counts.get(label, 0) - 1
+            if remaining > 0:  # _label_left_pool's common case, its frame skipped
+                self._label_task_counts[label] = remaining
+            else:
+                self._label_left_pool(label)
 
     def _label_joined_pool(self, label: str) -> None:
         self._label_task_counts[label] = self._label_task_counts.get(label, 0) + 1
@@ -307,12 +356,9 @@ class LearningProgressAlgorithm(StatsLogger):
             self._label_eviction_counts.pop(oldest, None)
 
     def on_task_sampled(self, task_id: int) -> None:
-        try:
-            label = self._task_labels[task_id]
-        except KeyError:
-            label = self._remember_label(task_id, self.task_tracker.get_task_label(task_id))
+        label = self._label_for_hash(self._table.label_hash_of(check_task_id(task_id)))
         if label is not None:
-            self._label_sampling_counts[label] = self._label_sampling_counts.get(label, 0) + 1
+            self._sampling_counts[label] = self._sampling_counts.get(label, 0) + 1
 
     def update_task_performance(self, task_id: int, score: float) -> None:
         """Record a score; a score for a task no longer tracked is ignored and counted as late."""
@@ -320,7 +366,9 @@ class LearningProgressAlgorithm(StatsLogger):
             task_id = check_task_id(task_id)
         if type(score) is not float or not -math.inf < score < math.inf:
             score = check_finite("score", score)
-        if not self.task_tracker.update_tracked_task(task_id, score, self._bidirectional):
+        # TaskTracker.update_tracked_task, its frame skipped: this runs once per episode.
+        tracker = self.task_tracker
+        if self._table.update_tracked(task_id, score, tracker.ema_alpha, self._bidirectional, tracker.totals) < 0:
             self._late_updates += 1
             return
         self.scorer.update_with_score(task_id, score)
@@ -428,7 +476,6 @@ class LearningProgressAlgorithm(StatsLogger):
         self._label_sampling_counts = sampling
         self._label_eviction_counts = evictions
         self._epoch_eviction_counts = {}
-        self._task_labels = {}
         self._inactive_labels = dict.fromkeys(inactive)
         self._label_task_counts = {}
         labels_by_hash = {label_hash(label): label for label in active_labels}

@@ -27,17 +27,15 @@ class PoolAlgorithm(Protocol):
     """What ``Curriculum`` needs of an algorithm (no per-task Python loops behind any of it)."""
 
     def pool_size(self) -> int: ...
-    def is_tracked(self, task_id: int) -> bool: ...
+    def tracked_task_ids(self) -> list[int]: ...
     def choose_pool_task(self, uniform: float, min_presentations: int) -> int:
-        """0: create a task; ``-task_id``: evict that task, then create one; else a task id sampled."""
+        """0: create a task; ``-task_id``: that task was evicted (on_task_evicted
+        included), create one; else a task id sampled (on_task_sampled included)."""
         ...
-    def add_pool_task(self, task: CurriculumTask) -> bool:
-        """Track a new task: whether it is in the pool now (False: full)."""
+    def add_pool_task(self, task: CurriculumTask, sampled: bool = False) -> bool:
+        """Track a new task: whether it is in the pool now (False: full); ``sampled``:
+        it is handed out next (on_task_sampled included)."""
         ...
-    def evict_pool_task(self, task_id: int) -> bool:
-        """on_task_evicted: whether this call removed the task (False: it was gone already)."""
-        ...
-    def on_task_sampled(self, task_id: int) -> None: ...
     def update_task_performance(self, task_id: int, score: float) -> None: ...
     def stats(self, prefix: str = "") -> dict[str, float]: ...
     def get_state(self) -> dict[str, Any]: ...
@@ -96,13 +94,13 @@ class DiscreteRandomAlgorithm:
     def pool_size(self) -> int:
         return len(self._task_ids)
 
-    def is_tracked(self, task_id: int) -> bool:
-        return task_id in self._position
+    def tracked_task_ids(self) -> list[int]:
+        return list(self._task_ids)
 
     def on_task_created(self, task: CurriculumTask) -> None:
         self.add_pool_task(task)
 
-    def add_pool_task(self, task: CurriculumTask) -> bool:
+    def add_pool_task(self, task: CurriculumTask, sampled: bool = False) -> bool:
         task_id = task._task_id
         if task_id in self._position:
             return True
@@ -213,6 +211,10 @@ class Curriculum:
         self._task_factory = task_factory if task_factory is not None else _DefaultEnvConfig
         self._rng = random.Random(seed)
         self._algorithm: PoolAlgorithm = algorithm_config.create(num_active_tasks, NullStatsLogger())
+        # Bound once: get_task and update_task_performance run once per episode.
+        self._random = self._rng.random
+        self._choose_pool_task = self._algorithm.choose_pool_task
+        self._update_algorithm = self._algorithm.update_task_performance
         # CurriculumTask objects of this process, by id; tasks created by other
         # processes of a shared session are materialised on first sample.
         self._tasks: dict[int, CurriculumTask] = {}
@@ -226,31 +228,32 @@ class Curriculum:
 
     def get_task(self) -> CurriculumTask:
         """The task for the next episode."""
-        choice = self._algorithm.choose_pool_task(self._rng.random(), self.min_presentations_for_eviction)
-        task = self._tasks.get(choice) if choice > 0 else self._replace(choice)
-        if task is None:
-            task = self._adopt(choice)
-        self._algorithm.on_task_sampled(task._task_id)
-        return task
+        choice = self._choose_pool_task(self._random(), self.min_presentations_for_eviction)
+        if choice <= 0:
+            return self._replace(choice)
+        task = self._tasks.get(choice)
+        return self._adopt(choice) if task is None else task
 
     def _replace(self, choice: int) -> CurriculumTask:
-        """A new task, after evicting ``-choice`` when it is negative (0: a slot is free)."""
+        """A new task in the slot the algorithm freed by evicting ``-choice`` (0: a slot was free)."""
         for _ in range(_MAX_CHOICES):
-            if choice == 0 or self._evict_task(-choice):
-                task = self._create_task()
-                if task is not None:
-                    return task
-            # Another process of the session evicted that task, or took the free slot, first.
-            choice = self._algorithm.choose_pool_task(self._rng.random(), self.min_presentations_for_eviction)
             if choice > 0:
                 return self._tasks.get(choice) or self._adopt(choice)
+            if choice < 0:
+                self._tasks.pop(-choice, None)
+                self._evicted += 1
+            task = self._create_task()
+            if task is not None:
+                return task
+            # Another process of the session took the free slot first.
+            choice = self._choose_pool_task(self._random(), self.min_presentations_for_eviction)
         raise RuntimeError(
             f"no task after {_MAX_CHOICES} tries: other processes keep filling the pool's free slots"
         )
 
     def update_task_performance(self, task_id: int, score: float) -> None:
         """Report the score of a finished episode of ``task_id``."""
-        self._algorithm.update_task_performance(task_id, score)
+        self._update_algorithm(task_id, score)
         self._episodes += 1
 
     def stats(self) -> dict[str, float]:
@@ -288,7 +291,7 @@ class Curriculum:
         rng = random.Random()
         rng.setstate(_as_rng_state(state["rng_state"]))
         self._algorithm.load_state(state["algorithm"])
-        self._rng = rng
+        self._rng.setstate(rng.getstate())
         self._tasks.clear()
         self._episodes = int(state.get("episodes", 0))
         self._created = int(state.get("created", 0))
@@ -312,9 +315,12 @@ class Curriculum:
         # to pay a lookup per creation; if it happens, that task is handed out again.
         task_id = self._rng.getrandbits(TASK_ID_BITS) or 1  # in [1, 2**53)
         task = CurriculumTask(task_id, self._task_factory(task_id))
-        if not self._algorithm.add_pool_task(task):
+        if not self._algorithm.add_pool_task(task, sampled=True):
             return None
-        self._remember(task)
+        tasks = self._tasks  # _remember, its frame skipped (one creation per few episodes)
+        tasks[task_id] = task
+        if len(tasks) > 2 * self.num_active_tasks:
+            self._drop_evicted_tasks()
         self._created += 1
         return task
 
@@ -326,17 +332,13 @@ class Curriculum:
         """Cache a task object; drop the ones other processes evicted once the cache doubles."""
         self._tasks[task._task_id] = task
         if len(self._tasks) > 2 * self.num_active_tasks:
-            is_tracked = self._algorithm.is_tracked
-            self._tasks = {t: cached for t, cached in self._tasks.items() if is_tracked(t)}
+            self._drop_evicted_tasks()
         return task
 
-    def _evict_task(self, task_id: int) -> bool:
-        """Evict ``task_id``; False when another process of the session already did."""
-        self._tasks.pop(task_id, None)
-        if not self._algorithm.evict_pool_task(task_id):
-            return False
-        self._evicted += 1
-        return True
+    def _drop_evicted_tasks(self) -> None:
+        """Forget the cached tasks no longer in the pool (other processes evicted them)."""
+        tracked = set(self._algorithm.tracked_task_ids())
+        self._tasks = {t: cached for t, cached in self._tasks.items() if t in tracked}
 
 
 def _as_rng_state(state: Any) -> tuple:

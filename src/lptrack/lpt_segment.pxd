@@ -7,6 +7,7 @@ cdef extern from "lpt_segment.h" nogil:
     const int64_t LPT_MAX_TASK_ID
     const int64_t LPT_MAX_CAPACITY
     enum: LPT_MAX_PROCS
+    enum: LPT_COL_LABEL_HASH
 
     enum lpt_op:
         LPT_OP_NONE

@@ -83,19 +83,19 @@ class LPScorer(abc.ABC):
         self._pending_events = 0
         self.batch_epoch += 1
 
-    def _count_event(self) -> None:
-        """Updates and evictions count together; every batch-size-th ends the batch."""
+    def update_with_score(self, task_id: int, score: float) -> None:
+        """Note that ``task_id`` got a score (its row is already updated by the tracker)."""
+        # Updates and evictions count together; every batch-size-th ends the batch.
+        # (Inlined here and in remove_task: this runs once per episode.)
         self._pending_events += 1
         if self._pending_events >= self._batch_size:
             self._end_batch()
 
-    def update_with_score(self, task_id: int, score: float) -> None:
-        """Note that ``task_id`` got a score (its row is already updated by the tracker)."""
-        self._count_event()
-
     def remove_task(self, task_id: int) -> None:
         """Note that ``task_id`` left the pool."""
-        self._count_event()
+        self._pending_events += 1  # as in update_with_score
+        if self._pending_events >= self._batch_size:
+            self._end_batch()
 
     def get_stats(self) -> LPScorerStats:
         return LPScorerStats()

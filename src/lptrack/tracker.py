@@ -325,9 +325,25 @@ class TaskTracker:
         self._table = backend.table
         self.max_memory_tasks = backend.max_tasks
         self.enable_task_list_cache = enable_task_list_cache
-        self._total_completions = 0
-        self._sum_scores = 0.0
+        #: Scores recorded through this tracker and their sum (SPEC.md's running totals).
+        self.totals = self._table.new_running_totals()
         self._drop_task_list_cache()
+
+    @property
+    def _total_completions(self) -> int:
+        return self.totals.completions
+
+    @_total_completions.setter
+    def _total_completions(self, value: int) -> None:
+        self.totals.completions = value
+
+    @property
+    def _sum_scores(self) -> float:
+        return self.totals.sum_scores
+
+    @_sum_scores.setter
+    def _sum_scores(self, value: float) -> None:
+        self.totals.sum_scores = value
 
     def _drop_task_list_cache(self) -> None:
         self._task_list_generation = -1
@@ -377,13 +393,14 @@ class TaskTracker:
         )
         self._table.claim(tid, time.time(), threshold, seed_value, generator)
 
-    def claim_task(self, task_id: int, lp_score: float, label_hash: int) -> int:
+    def claim_task(self, task_id: int, lp_score: float, label_hash: int, new_only: bool = False) -> int:
         """``track_task_creation`` with the defaults that also sets a new row's lp_score
         and label_hash, in one table call (``task_id`` validated by the caller): the
-        slot, or -1 when the pool is full.  An already tracked task is left untouched."""
+        slot, or -1 when the pool is full.  An already tracked task is left untouched
+        (its slot is returned, or with ``new_only`` lptrack._table.TRACKED)."""
         return self._table.claim(
             task_id, time.time(), self.default_success_threshold, float(random.getrandbits(_SEED_BITS)),
-            self.default_generator_type, lp_score, float(label_hash),
+            self.default_generator_type, lp_score, float(label_hash), new_only,
         )
 
     def remove_task(self, task_id: int) -> bool:
@@ -449,11 +466,7 @@ class TaskTracker:
         """The bidirectional update of a task already tracked, with its own threshold
         (``task_id`` and ``score`` validated by the caller); False, and nothing
         changes, when it is not tracked."""
-        if self._table.update_tracked(task_id, score, self.ema_alpha, bidirectional) < 0:
-            return False
-        self._total_completions += 1
-        self._sum_scores += score
-        return True
+        return self._table.update_tracked(task_id, score, self.ema_alpha, bidirectional, self.totals) >= 0
 
     def update_task_performance(
         self, task_id: int, score: float, lp_score: float | None = None, success_threshold: float | None = None
