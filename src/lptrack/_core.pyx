@@ -18,6 +18,7 @@ from cpython.buffer cimport (
     PyObject_GetBuffer,
 )
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize
+from cpython.object cimport PyObject_IsTrue
 from cpython.tuple cimport PyTuple_Check, PyTuple_GET_ITEM, PyTuple_GET_SIZE
 from libc.math cimport NAN, isfinite
 from libc.stdint cimport int64_t, uint32_t, uint64_t, uintptr_t
@@ -218,7 +219,18 @@ cdef class _HeldLock:
         return False
 
 
-@cython.auto_pickle(False)
+cdef int _read_bidirectional(object bidirectional, upd.lpt_update_params *p) except -1:
+    """Copy a BidirectionalParams into ``p``.  It is a tuple subclass: its items are
+    read directly (generic indexing of a tuple subclass costs more than the update)."""
+    if not PyTuple_Check(bidirectional) or PyTuple_GET_SIZE(bidirectional) != 3:
+        raise TypeError("bidirectional must be a BidirectionalParams")
+    p.bidirectional = 1
+    p.fast_timescale = <object>PyTuple_GET_ITEM(bidirectional, 0)
+    p.slow_timescale = <object>PyTuple_GET_ITEM(bidirectional, 1)
+    p.use_baseline_normalization = PyObject_IsTrue(<object>PyTuple_GET_ITEM(bidirectional, 2))
+    return 0
+
+
 cdef class RunningTotals:
     """A tracker's running totals (SPEC.md): the scores it recorded and their sum.
 
@@ -240,6 +252,7 @@ cdef class RunningTotals:
         return f"RunningTotals(completions={self.completions}, sum_scores={self.sum_scores!r})"
 
 
+@cython.auto_pickle(False)
 cdef class SegmentTable:
     """A pool of task rows in one segment image (see ``lptrack._table.Table``).
 
@@ -613,14 +626,7 @@ cdef class SegmentTable:
         if bidirectional is None:
             p.bidirectional = 0
         else:
-            # BidirectionalParams is a tuple subclass: read its items directly
-            # (generic indexing of a tuple subclass costs more than the update).
-            if not PyTuple_Check(bidirectional) or PyTuple_GET_SIZE(bidirectional) != 3:
-                raise TypeError("bidirectional must be a BidirectionalParams or None")
-            p.bidirectional = 1
-            p.fast_timescale = <object>PyTuple_GET_ITEM(bidirectional, 0)
-            p.slow_timescale = <object>PyTuple_GET_ITEM(bidirectional, 1)
-            p.use_baseline_normalization = bool(<object>PyTuple_GET_ITEM(bidirectional, 2))
+            _read_bidirectional(bidirectional, &p)
         self._acquire(self.lock_timeout)
         slot = upd.lpt_update_locked(&self._seg, &p)
         self._release()
@@ -639,12 +645,7 @@ cdef class SegmentTable:
         p.ema_alpha = ema_alpha
         p.success_threshold = NAN
         p.lp_score = NAN
-        if not PyTuple_Check(bidirectional) or PyTuple_GET_SIZE(bidirectional) != 3:
-            raise TypeError("bidirectional must be a BidirectionalParams")
-        p.bidirectional = 1
-        p.fast_timescale = <object>PyTuple_GET_ITEM(bidirectional, 0)
-        p.slow_timescale = <object>PyTuple_GET_ITEM(bidirectional, 1)
-        p.use_baseline_normalization = bool(<object>PyTuple_GET_ITEM(bidirectional, 2))
+        _read_bidirectional(bidirectional, &p)
         self._acquire(self.lock_timeout)
         slot = seg.lpt_find_locked(&self._seg, task_id)
         if slot >= 0:
