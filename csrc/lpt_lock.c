@@ -79,6 +79,17 @@ int lpt_lock_mark_consistent(lpt_lock *lock)
     return pthread_mutex_consistent(&lock->mutex) == 0 ? LPT_OK : LPT_ERR_LOCK_SYSTEM;
 }
 
+int lpt_lock_looks_held(const lpt_lock *lock)
+{
+#if defined(__GLIBC__)
+    /* glibc's futex word: the owner's tid (plus flag bits), 0 when free. */
+    return __atomic_load_n(&lock->mutex.__data.__lock, __ATOMIC_RELAXED) != 0;
+#else
+    (void)lock;
+    return 0; /* unknown layout: let the trylock find out */
+#endif
+}
+
 int lpt_lock_release(lpt_lock *lock)
 {
     switch (pthread_mutex_unlock(&lock->mutex)) {

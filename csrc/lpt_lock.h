@@ -20,12 +20,12 @@
 #include <pthread.h>
 #include <stdint.h>
 
-/* A fixed 64-byte footprint in the segment header, whatever the libc's
+/* A fixed 48-byte footprint in the segment header, whatever the libc's
  * sizeof(pthread_mutex_t) (40 on x86-64 glibc), so the header layout does not
- * depend on it. */
+ * depend on it; the rest of its cache line is the holder's (lpt_segment.h). */
 typedef union lpt_lock {
     pthread_mutex_t mutex;
-    unsigned char footprint[64];
+    unsigned char footprint[48];
 } lpt_lock;
 
 /* Initialise an unlocked mutex in place (creation, or a copied local image). */
@@ -45,6 +45,11 @@ int lpt_lock_wait(lpt_lock *lock, int64_t timeout_ns, int *owner_died);
 int lpt_lock_mark_consistent(lpt_lock *lock);
 
 int lpt_lock_release(lpt_lock *lock);
+
+/* Whether the lock looks held, by a plain read: waiters poll this and try to
+ * take the lock only when it looks free, so that they do not pull its cache
+ * line away from the holder on every poll.  A hint, never a guarantee. */
+int lpt_lock_looks_held(const lpt_lock *lock);
 
 /* This process's pid, cached (getpid() is a system call on glibc >= 2.25) and
  * refreshed in a forked child. */

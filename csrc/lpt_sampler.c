@@ -146,6 +146,11 @@ void lpt_sampler_rebuild_locked(lpt_segment *seg)
     evict_tree_rebuild(seg);
 }
 
+static inline int same_bits(double a, double b)
+{
+    return memcmp(&a, &b, sizeof a) == 0;
+}
+
 void lpt_sampler_refresh_locked(lpt_segment *seg, int64_t slot)
 {
     lpt_header *h = seg->header;
@@ -153,10 +158,15 @@ void lpt_sampler_refresh_locked(lpt_segment *seg, int64_t slot)
     const int used = row[LPT_COL_TASK_ID] != 0.0;
     const double weight = used ? row_score(h, row) : 0.0;
     const uint8_t mature = (uint8_t)(used && row_mature(h, row));
-    h->n_mature = h->n_mature + mature - seg->mature[slot];
-    seg->mature[slot] = mature;
+    /* Unchanged values are not stored again: a store dirties its cache line
+     * for every other process that reads it. */
+    if (mature != seg->mature[slot]) {
+        h->n_mature = h->n_mature + mature - seg->mature[slot];
+        seg->mature[slot] = mature;
+    }
     const double delta = draw_weight(weight) - draw_weight(seg->weights[slot]);
-    seg->weights[slot] = weight;
+    if (!same_bits(weight, seg->weights[slot]))
+        seg->weights[slot] = weight;
     const double key = used ? evict_key(seg, slot) : INFINITY;
     if (key != seg->evict_key[slot]) {
         seg->evict_key[slot] = key;

@@ -13,6 +13,12 @@ _Static_assert(offsetof(lpt_header, reserved) == LPT_HEADER_FIELDS_BYTES,
                "update LPT_HEADER_FIELDS_BYTES (and LPT_LAYOUT_VERSION)");
 _Static_assert(sizeof(lpt_header) == LPT_HEADER_BYTES, "the header must stay 1024 bytes");
 _Static_assert(offsetof(lpt_header, lock) % LPT_ALIGNMENT == 0, "the lock gets its own cache line");
+_Static_assert(offsetof(lpt_header, holder_undo_area) / LPT_ALIGNMENT == offsetof(lpt_header, lock) / LPT_ALIGNMENT,
+               "what the lock holder writes on taking it shares the lock's cache line");
+_Static_assert(offsetof(lpt_header, generation) % LPT_ALIGNMENT == 0
+                   && offsetof(lpt_header, hot_reserved) / LPT_ALIGNMENT == offsetof(lpt_header, generation) / LPT_ALIGNMENT,
+               "the hot fields fill one cache line");
+_Static_assert(sizeof(lpt_undo_area) == LPT_ALIGNMENT, "an undo record's row starts on its own cache line");
 _Static_assert(sizeof(lpt_index_entry) == 16 && sizeof(lpt_label_entry) == 16,
                "index entries are part of the layout");
 
@@ -31,6 +37,16 @@ static uint64_t next_pow2(uint64_t x)
 static uint64_t align_up(uint64_t x)
 {
     return (x + LPT_ALIGNMENT - 1) & ~(uint64_t)(LPT_ALIGNMENT - 1);
+}
+
+static uint64_t lpt_undo_area_bytes(uint64_t row_width)
+{
+    return align_up(sizeof(lpt_undo_area) + row_width * sizeof(double));
+}
+
+static inline lpt_undo_area *undo_area(const lpt_segment *seg, uint32_t index)
+{
+    return (lpt_undo_area *)(seg->undo_areas + (uint64_t)index * seg->undo_area_bytes);
 }
 
 int lpt_layout_compute(int64_t capacity, int64_t row_width, lpt_layout *out)
@@ -62,8 +78,8 @@ int lpt_layout_compute(int64_t capacity, int64_t row_width, lpt_layout *out)
     off = align_up(off + l.label_index_size * sizeof(lpt_label_entry));
     l.off_label_arena = off;
     off = align_up(off + l.label_arena_bytes);
-    l.off_undo_row = off;
-    off = align_up(off + l.row_width * sizeof(double));
+    l.off_undo = off;
+    off = align_up(off + LPT_UNDO_AREAS * lpt_undo_area_bytes(l.row_width));
     l.off_procs = off;
     off = align_up(off + LPT_MAX_PROCS * sizeof(uint64_t));
     l.off_row_seq = off;
@@ -87,7 +103,9 @@ static void view(void *base, const lpt_layout *l, lpt_segment *seg)
     seg->active_pos = (int64_t *)(b + l->off_active_pos);
     seg->label_index = (lpt_label_entry *)(b + l->off_label_index);
     seg->label_arena = b + l->off_label_arena;
-    seg->undo_row = (double *)(b + l->off_undo_row);
+    seg->undo_areas = b + l->off_undo;
+    seg->undo_area_bytes = lpt_undo_area_bytes(l->row_width);
+    seg->undo = undo_area(seg, 0);
     seg->procs = (_Atomic uint64_t *)(b + l->off_procs);
     seg->row_seq = (_Atomic uint64_t *)(b + l->off_row_seq);
     seg->weights = (double *)(b + l->off_sampler);
@@ -214,28 +232,28 @@ static inline void row_write_end(lpt_segment *seg, int64_t slot)
 
 void lpt_undo_begin_locked(lpt_segment *seg, int64_t slot, uint32_t op)
 {
-    lpt_header *h = seg->header;
-    memcpy(seg->undo_row, lpt_row(seg, slot), (size_t)seg->row_width * sizeof(double));
-    h->undo_slot = slot;
+    lpt_undo_area *undo = seg->undo;
+    memcpy(undo->row, lpt_row(seg, slot), (size_t)seg->row_width * sizeof(double));
+    undo->slot = slot;
     LPT_CRASH_POINT();
     /* A crash leaves memory as the dying process's stores made it, so only
      * the compiler's order matters: pre-image before the tag, tag before any
      * change to the row. */
     atomic_signal_fence(memory_order_seq_cst);
-    atomic_store_explicit(&h->undo_op, op, RELAXED);
+    atomic_store_explicit(&undo->op, op, RELAXED);
     row_write_begin(seg, slot);
     LPT_CRASH_POINT();
 }
 
 void lpt_undo_end_locked(lpt_segment *seg)
 {
-    lpt_header *h = seg->header;
-    if (atomic_load_explicit(&h->undo_op, RELAXED) == LPT_OP_NONE)
+    lpt_undo_area *undo = seg->undo;
+    if (atomic_load_explicit(&undo->op, RELAXED) == LPT_OP_NONE)
         return;
-    lpt_sampler_refresh_locked(seg, h->undo_slot); /* the row's weight, O(log n) */
-    row_write_end(seg, h->undo_slot);
+    lpt_sampler_refresh_locked(seg, undo->slot); /* the row's weight, O(log n) */
+    row_write_end(seg, undo->slot);
     atomic_signal_fence(memory_order_seq_cst);
-    atomic_store_explicit(&h->undo_op, LPT_OP_NONE, RELAXED);
+    atomic_store_explicit(&undo->op, LPT_OP_NONE, RELAXED);
 }
 
 int lpt_read_row(const lpt_segment *seg, int64_t slot, double *out, int attempts)
@@ -380,12 +398,12 @@ void lpt_clear_locked(lpt_segment *seg)
 {
     /* A clear is rolled forward: a holder dying half-way leaves the tag, and
      * recovery zeroes the remaining rows. */
-    atomic_store_explicit(&seg->header->undo_op, LPT_OP_CLEAR, RELAXED);
+    atomic_store_explicit(&seg->undo->op, LPT_OP_CLEAR, RELAXED);
     atomic_signal_fence(memory_order_seq_cst);
     zero_rows(seg);
     lpt_rebuild_locked(seg);
     atomic_signal_fence(memory_order_seq_cst);
-    atomic_store_explicit(&seg->header->undo_op, LPT_OP_NONE, RELAXED);
+    atomic_store_explicit(&seg->undo->op, LPT_OP_NONE, RELAXED);
 }
 
 int lpt_verify_locked(const lpt_segment *seg)
@@ -599,7 +617,9 @@ void lpt_segment_stats(const lpt_segment *seg, lpt_stats *out)
     const lpt_header *h = seg->header;
     out->generation = atomic_load_explicit(&h->generation, RELAXED);
     out->n_active = atomic_load_explicit(&h->n_active, RELAXED);
-    out->n_updates = atomic_load_explicit(&h->n_updates, RELAXED);
+    out->n_updates = 0;
+    for (uint32_t i = 0; i < LPT_UNDO_AREAS; i++)
+        out->n_updates += atomic_load_explicit(&undo_area(seg, i)->n_updates, RELAXED);
     out->n_recomputations = atomic_load_explicit(&h->n_recomputations, RELAXED);
     out->n_lock_waits = atomic_load_explicit(&h->n_lock_waits, RELAXED);
     out->n_recoveries = atomic_load_explicit(&h->n_recoveries, RELAXED);
@@ -617,14 +637,17 @@ void lpt_segment_stats(const lpt_segment *seg, lpt_stats *out)
 static void recover_locked(lpt_segment *seg)
 {
     lpt_header *h = seg->header;
-    const uint32_t op = atomic_load_explicit(&h->undo_op, RELAXED);
+    /* The dead holder's record: the one it named when it took the lock (if it
+     * died before naming it, the previous holder's, which it closed). */
+    const uint32_t area = atomic_load_explicit(&h->holder_undo_area, RELAXED);
+    lpt_undo_area *undo = undo_area(seg, area < LPT_UNDO_AREAS ? area : 0);
+    const uint32_t op = atomic_load_explicit(&undo->op, RELAXED);
     if (op == LPT_OP_CLEAR) {
         zero_rows(seg);
-    } else if (op != LPT_OP_NONE && h->undo_slot >= 0 && h->undo_slot < seg->capacity) {
-        row_write_begin(seg, h->undo_slot);
-        memcpy(lpt_row(seg, h->undo_slot), seg->undo_row,
-               (size_t)seg->row_width * sizeof(double));
-        row_write_end(seg, h->undo_slot);
+    } else if (op != LPT_OP_NONE && undo->slot >= 0 && undo->slot < seg->capacity) {
+        row_write_begin(seg, undo->slot);
+        memcpy(lpt_row(seg, undo->slot), undo->row, (size_t)seg->row_width * sizeof(double));
+        row_write_end(seg, undo->slot);
     }
     /* Any other sequence number left odd (the tag was not yet written, or a
      * recovery died itself) would send every lock-free reader to the lock
@@ -633,7 +656,7 @@ static void recover_locked(lpt_segment *seg)
     for (int64_t slot = 0; slot < seg->capacity; slot++)
         if (atomic_load_explicit(&seg->row_seq[slot], RELAXED) & 1)
             row_write_end(seg, slot);
-    atomic_store_explicit(&h->undo_op, LPT_OP_NONE, RELAXED);
+    atomic_store_explicit(&undo->op, LPT_OP_NONE, RELAXED);
     h->last_recovered_op = op;
     lpt_rebuild_locked(seg);
     lpt_bump_locked(&h->n_recoveries);
@@ -651,7 +674,11 @@ static int finish_acquire(lpt_segment *seg, int rc, int owner_died)
             return rc;
         }
     }
-    atomic_store_explicit(&seg->header->lock_owner_pid, lpt_self_pid(), RELAXED);
+    const int64_t pid = lpt_self_pid();
+    const uint32_t area = (uint32_t)((uint64_t)pid % LPT_UNDO_AREAS);
+    seg->undo = undo_area(seg, area);
+    atomic_store_explicit(&seg->header->holder_undo_area, area, RELAXED);
+    atomic_store_explicit(&seg->header->lock_owner_pid, pid, RELAXED);
     return LPT_OK;
 }
 
@@ -664,7 +691,7 @@ int lpt_segment_trylock(lpt_segment *seg)
 
 /* Lock holds last a few hundred nanoseconds, a futex sleep and wake-up a few
  * microseconds: a busy lock is first polled for about as long as a few holds
- * take (test, pause, test), and only then slept on. */
+ * take (pause, read, try only when it looks free), and only then slept on. */
 #define LPT_SPIN_POLLS 64
 #define LPT_SPIN_PAUSES 8
 
@@ -683,7 +710,8 @@ int lpt_segment_lock(lpt_segment *seg, int64_t timeout_ns)
     for (int poll = 0; rc == LPT_BUSY && poll < LPT_SPIN_POLLS; poll++) {
         for (int i = 0; i < LPT_SPIN_PAUSES; i++)
             cpu_relax();
-        rc = lpt_segment_trylock(seg);
+        if (!lpt_lock_looks_held(&seg->header->lock))
+            rc = lpt_segment_trylock(seg);
     }
     if (rc != LPT_BUSY) {
         if (rc == LPT_OK)

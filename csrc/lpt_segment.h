@@ -20,7 +20,7 @@
  *                removal swaps the last entry into the hole
  *   label index  label_index_size x lpt_label_entry: label hash -> arena span
  *   label arena  label_arena_bytes of UTF-8, append-only
- *   undo row     row_width x float64: the row being changed, for crash recovery
+ *   undo areas   LPT_UNDO_AREAS x lpt_undo_area: the crash-recovery records
  *   processes    LPT_MAX_PROCS x uint64: the registry of attached processes
  *                (lpt_liveness.h), so a session whose processes all died is
  *                recognised as stale
@@ -52,10 +52,10 @@
  * the creator, so an attacher that sees it sees an initialised segment. */
 #define LPT_MAGIC UINT64_C(0x014b43415254504c)
 /* Bump on any change to the header or the regions; attach refuses others. */
-#define LPT_LAYOUT_VERSION 3u
+#define LPT_LAYOUT_VERSION 4u
 #define LPT_HEADER_BYTES 1024u
 #define LPT_ALIGNMENT 64u
-#define LPT_HEADER_FIELDS_BYTES 336u /* checked in lpt_segment.c */
+#define LPT_HEADER_FIELDS_BYTES 312u /* checked in lpt_segment.c */
 
 /* Row columns the C core reads or writes (the full list is in SPEC.md). */
 enum lpt_column {
@@ -93,7 +93,12 @@ enum lpt_column {
 /* Processes a segment's registry holds at once (lpt_liveness.h). */
 #define LPT_MAX_PROCS 4096u
 
-/* What the crash-recovery record says was in progress (header.undo_op). */
+/* Crash-recovery records.  Only the lock holder writes one, so every process
+ * could share a single record; each uses the one its pid picks instead, so that
+ * a hold's undo writes stay in the holder's own cache lines. */
+#define LPT_UNDO_AREAS 64u
+
+/* What a crash-recovery record says was in progress (lpt_undo_area.op). */
 enum lpt_op {
     LPT_OP_NONE = 0,
     LPT_OP_CLAIM = 1,
@@ -103,6 +108,19 @@ enum lpt_op {
     LPT_OP_EXTERNAL = 5, /* a row write from above the C core, under lock() */
     LPT_OP_CLEAR = 6     /* clear: recovery finishes it (zeroes every row) */
 };
+
+/* While op != LPT_OP_NONE, row holds the pre-image of row `slot`: a locker
+ * that inherits the lock from a dead holder restores it, then rebuilds the
+ * index from the rows.  Followed by row_width doubles, the whole rounded up to
+ * LPT_ALIGNMENT (lpt_undo_area_bytes). */
+typedef struct lpt_undo_area {
+    _Atomic uint32_t op;
+    uint32_t reserved;
+    int64_t slot;
+    _Atomic uint64_t n_updates; /* updates applied by holders using this record */
+    uint64_t reserved_tail[5];
+    double row[];
+} lpt_undo_area;
 
 typedef struct lpt_index_entry {
     int64_t task_id; /* 0: empty */
@@ -129,7 +147,7 @@ typedef struct lpt_layout {
     uint64_t off_active_pos;
     uint64_t off_label_index;
     uint64_t off_label_arena;
-    uint64_t off_undo_row;
+    uint64_t off_undo;
     uint64_t off_procs;
     uint64_t off_row_seq;
     uint64_t off_sampler;
@@ -145,28 +163,10 @@ typedef struct lpt_header {
     int64_t creator_pid;
     lpt_layout layout;
 
-    /* pool state, written under the lock (n_active and generation are also
-     * read without it, hence atomic) */
-    _Atomic uint64_t generation; /* bumped on every pool-membership change */
-    _Atomic uint64_t n_active;
-    uint64_t free_top;
-    uint64_t label_count;
-    uint64_t label_arena_used;
-
-    /* counters (written under the lock, read without it) */
-    _Atomic uint64_t n_updates;
-    _Atomic uint64_t n_recomputations;
-    _Atomic uint64_t n_lock_waits;
-    _Atomic uint64_t n_recoveries;
-
-    /* crash recovery: while undo_op != LPT_OP_NONE, undo row holds the
-     * pre-image of row undo_slot; a locker that inherits the lock from a dead
-     * holder restores it, then rebuilds the index from the rows */
-    _Atomic uint32_t undo_op;
-    uint32_t last_recovered_op;
-    int64_t undo_slot;
-
-    _Atomic int64_t lock_owner_pid; /* for error messages; 0 when free */
+    /* Processes sharing a segment take turns holding its lock; each cache line
+     * a hold writes then moves between their cores.  So what a hold reads is
+     * kept apart from what it writes, and what it writes fits in two lines:
+     * the hot line and the lock's. */
 
     /* liveness (lpt_liveness.h), lock-free: set once the registry overflowed
      * (the segment is then never judged stale), and once the segment was
@@ -174,22 +174,41 @@ typedef struct lpt_header {
     _Atomic uint32_t procs_overflow;
     _Atomic uint32_t retired;
 
-    /* the scoring rule and the sampler (lpt_sampler.h), under the lock */
+    /* the scoring rule and the sampler (lpt_sampler.h), under the lock; read
+     * by every hold, written by configure, the pass and threshold refreshes */
     uint32_t score_mode; /* enum lpt_score_mode */
     uint32_t score_reserved;
     double exploration_bonus;
     double min_samples_for_lp;
-    uint64_t n_mature;    /* active tasks with count >= min_samples_for_lp */
-    uint64_t sampler_ops; /* weight changes since the tree was last rebuilt */
     double evict_min_presentations; /* what makes a task evictable (evict tree keys) */
     double evict_percentile;        /* of evict_threshold */
     double evict_threshold;         /* NaN: recompute before use */
 
+    /* rarely written (read without the lock, hence atomic) */
+    _Atomic uint64_t n_recomputations;
+    _Atomic uint64_t n_recoveries;
+    uint64_t label_count;
+    uint64_t label_arena_used;
+
+    /* the hot line: what pool changes write (n_active and generation are
+     * also read without the lock, hence atomic) */
+    _Alignas(LPT_ALIGNMENT) _Atomic uint64_t generation; /* bumped on every pool-membership change */
+    _Atomic uint64_t n_active;
+    uint64_t free_top;
+    uint64_t n_mature;    /* active tasks with count >= min_samples_for_lp */
+    uint64_t sampler_ops; /* weight changes since the tree was last rebuilt */
+    _Atomic uint64_t n_lock_waits; /* acquisitions that found the lock busy */
+    uint32_t last_recovered_op;
+    uint32_t hot_reserved;
+
     /* room to grow without moving the lock (a layout version bump still) */
     uint8_t reserved[LPT_HEADER_BYTES - 2 * LPT_ALIGNMENT - LPT_HEADER_FIELDS_BYTES];
 
-    /* the lock, alone in its cache line, then one spare line */
+    /* the lock's line: the mutex and what its holder writes on taking it */
     _Alignas(LPT_ALIGNMENT) lpt_lock lock;
+    _Atomic int64_t lock_owner_pid;     /* for error messages; 0 when free */
+    _Atomic uint32_t holder_undo_area;  /* the record the holder uses */
+    uint32_t lock_reserved;
     uint8_t reserved_tail[LPT_ALIGNMENT];
 } lpt_header;
 
@@ -203,7 +222,9 @@ typedef struct lpt_segment {
     int64_t *active_pos;
     lpt_label_entry *label_index;
     char *label_arena;
-    double *undo_row;
+    char *undo_areas;
+    lpt_undo_area *undo; /* this process's record (lpt_segment_trylock picks it) */
+    uint64_t undo_area_bytes;
     _Atomic uint64_t *procs;
     _Atomic uint64_t *row_seq;
     double *weights;  /* the sampler region (lpt_sampler.h) */

@@ -83,7 +83,7 @@ int64_t lpt_update_locked(lpt_segment *seg, const lpt_update_params *p)
     }
     lpt_row_update(lpt_row(seg, slot), p);
     LPT_CRASH_POINT();
-    lpt_bump_locked(&seg->header->n_updates);
+    lpt_bump_locked(&seg->undo->n_updates);
     lpt_undo_end_locked(seg);
     return slot;
 }
