@@ -490,13 +490,16 @@ int64_t lpt_pool_candidate_locked(lpt_segment *seg, double min_presentations, do
 }
 
 int64_t lpt_choose_locked(lpt_segment *seg, double uniform, double min_presentations,
-                          double percentile, int refresh_threshold, double *label_hash)
+                          double percentile, int refresh_threshold, double *label_hash,
+                          int64_t *slot_out)
 {
     *label_hash = 0.0;
+    *slot_out = -1;
     const uint64_t n = atomic_load_explicit(&seg->header->n_active, memory_order_relaxed);
     if (n < (uint64_t)seg->capacity)
         return 0;
     int64_t slot = pool_candidate_slot(seg, min_presentations, percentile, refresh_threshold);
+    *slot_out = slot;
     if (slot >= 0) {
         /* Evicted in this hold: no other process can pick or evict it in between. */
         const int64_t victim = task_id_in(seg, slot);
@@ -505,6 +508,7 @@ int64_t lpt_choose_locked(lpt_segment *seg, double uniform, double min_presentat
         return -victim;
     }
     slot = sample_slot(seg, uniform);
+    *slot_out = slot;
     if (slot >= 0)
         *label_hash = lpt_row(seg, slot)[LPT_COL_LABEL_HASH];
     return task_id_in(seg, slot);

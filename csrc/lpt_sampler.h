@@ -91,10 +91,11 @@ int64_t lpt_pool_candidate_locked(lpt_segment *seg, double min_presentations, do
 /* The curriculum's pick for the next episode: 0 while the pool has a free
  * slot; -task_id when it evicted lpt_pool_candidate_locked's task (released
  * here, so a slot is free now); else a task sampled by lpt_sample_locked.
- * *label_hash receives the label hash of the evicted or sampled task's row
- * (0.0 for none). */
+ * *label_hash and *slot_out receive the evicted or sampled task's label hash
+ * and slot (0.0 and -1 for none). */
 int64_t lpt_choose_locked(lpt_segment *seg, double uniform, double min_presentations,
-                          double percentile, int refresh_threshold, double *label_hash);
+                          double percentile, int refresh_threshold, double *label_hash,
+                          int64_t *slot_out);
 
 /* The active-list position of `slot` changed (the active list's swap-remove
  * moved it): O(log capacity). */

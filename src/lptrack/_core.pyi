@@ -136,6 +136,7 @@ class SegmentTable:
     ) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]: ...
     refreshed: bool
     chosen_label_hash: int
+    chosen_slot: int
     def pool_eviction_candidate(
         self, min_presentations: float, percentile: float, refresh_threshold: bool
     ) -> int: ...

@@ -275,8 +275,10 @@ cdef class SegmentTable:
     cdef uint64_t _token
     #: Whether the last choose_pool_task ran the distribution pass.
     cdef readonly bint refreshed
-    #: The label hash of the task the last choose_pool_task evicted or sampled (0: none).
+    #: The label hash and slot of the task the last choose_pool_task evicted or
+    #: sampled (0 and -1: none).
     cdef readonly int64_t chosen_label_hash
+    cdef readonly int64_t chosen_slot
 
     def __cinit__(self, *args, **kwargs):
         self._seg.header = NULL
@@ -863,13 +865,14 @@ cdef class SegmentTable:
         pool has a free slot (create a task), ``-task_id`` after evicting
         ``pool_eviction_candidate``'s task (create one next), else a task
         sampled by score (``uniform`` in [0, 1)), all O(log capacity).
-        ``chosen_label_hash`` then holds the evicted or sampled task's label hash.
+        ``chosen_label_hash`` and ``chosen_slot`` then hold the evicted or sampled
+        task's label hash and slot (0 and -1 for none).
 
         ``refresh``, a DistributionParams while the caller's distribution is
         stale, first runs the pass if any pool task has enough samples
         (``refreshed`` tells whether it ran).
         """
-        cdef int64_t choice
+        cdef int64_t choice, slot
         cdef double label_hash
         _check_uniform(uniform)
         _check_percentile(percentile)
@@ -877,10 +880,11 @@ cdef class SegmentTable:
         try:
             self.refreshed = refresh is not None and self._refresh_locked(refresh)
             choice = smp.lpt_choose_locked(&self._seg, uniform, min_presentations, percentile,
-                                           refresh_threshold, &label_hash)
+                                           refresh_threshold, &label_hash, &slot)
         finally:
             self._release()
         self.chosen_label_hash = <int64_t>label_hash
+        self.chosen_slot = slot
         return choice
 
     def pool_eviction_candidate(self, double min_presentations, double percentile,

@@ -506,11 +506,12 @@ class PythonTable(Table):
         check_uniform(uniform)
         self.refreshed = refresh is not None and self.refresh_distribution(refresh)
         self.chosen_label_hash = 0
+        self.chosen_slot = -1
         if len(self._active) < self.capacity:
             return 0
         candidate = self.pool_eviction_candidate(min_presentations, percentile, refresh_threshold)
         chosen = candidate or self.sample(uniform)
-        slot = self.find(chosen)
+        slot = self.chosen_slot = self.find(chosen)
         if slot >= 0:
             self.chosen_label_hash = int(self.rows[slot, LABEL_HASH])
         if candidate:

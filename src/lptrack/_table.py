@@ -297,8 +297,10 @@ class Table(abc.ABC):
 
     #: Whether the last ``choose_pool_task`` ran the distribution pass.
     refreshed: bool = False
-    #: The label hash of the task the last ``choose_pool_task`` evicted or sampled (0: none).
+    #: The label hash and slot of the task the last ``choose_pool_task`` evicted or
+    #: sampled (0 and -1: none).
     chosen_label_hash: int = 0
+    chosen_slot: int = -1
 
     @abc.abstractmethod
     def pool_eviction_candidate(self, min_presentations: float, percentile: float, refresh_threshold: bool) -> int:
@@ -321,7 +323,7 @@ class Table(abc.ABC):
         """The curriculum's pick for the next episode, atomically: 0 while the pool
         has a free slot, ``-task_id`` after releasing ``pool_eviction_candidate``'s
         task (a slot is free then), else ``sample(uniform)``; ``chosen_label_hash``
-        then holds the evicted or sampled task's label hash.  ``refresh`` (a stale
+        and ``chosen_slot`` then hold the evicted or sampled task's label hash and slot.  ``refresh`` (a stale
         caller's DistributionParams) first runs the pass if any pool task has
         enough samples; ``refreshed`` then tells whether it ran."""
 

@@ -246,9 +246,10 @@ class LearningProgressAlgorithm(StatsLogger):
                 self._labels_by_hash[hashed] = label
         return label
 
-    def tracked_task_ids(self) -> list[int]:
-        """The pool's task ids (of every process of a shared session)."""
-        return self.task_tracker.get_all_tracked_tasks()
+    @property
+    def chosen_slot(self) -> int:
+        """The slot of the task the last ``choose_pool_task`` sampled or evicted (-1: none)."""
+        return self._table.chosen_slot
 
     def _refresh_threshold(self) -> bool:
         """Whether the table must recompute the eviction threshold first: always at batch
@@ -271,9 +272,9 @@ class LearningProgressAlgorithm(StatsLogger):
         """Track the task; when it got a slot, give it exploration_bonus and record its label."""
         self.add_pool_task(task)
 
-    def add_pool_task(self, task: CurriculumTask, sampled: bool = False) -> bool:
-        """``on_task_created``, telling whether the task is tracked now (False: the pool
-        is full); ``sampled`` also counts it as sampled (as ``on_task_sampled``)."""
+    def add_pool_task(self, task: CurriculumTask, sampled: bool = False) -> int:
+        """``on_task_created``, returning the task's slot (-1: the pool is full, it is
+        not tracked); ``sampled`` also counts it as sampled (as ``on_task_sampled``)."""
         task_id = task._task_id
         if type(task_id) is not int or not 0 < task_id < MAX_TASK_ID:
             task_id = check_task_id(task_id)
@@ -286,8 +287,9 @@ class LearningProgressAlgorithm(StatsLogger):
         slot = tracker.claim_task(task_id, self.hypers.exploration_bonus, hashed, new_only=True)
         if slot == TRACKED:
             self._recreate(task_id, label)
+            slot = self._table.find(task_id)
         elif slot < 0:
-            return False
+            return -1
         else:
             if label not in self._registered_labels:
                 # The first task of a label in this process registers its string for every process.
@@ -300,7 +302,7 @@ class LearningProgressAlgorithm(StatsLogger):
                 self._label_joined_pool(label)
         if sampled:
             self._sampling_counts[label] = self._sampling_counts.get(label, 0) + 1
-        return True
+        return slot
 
     def _recreate(self, task_id: int, label: str) -> None:
         """on_task_created of a task already tracked: exploration_bonus again, the new label."""

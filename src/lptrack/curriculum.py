@@ -27,14 +27,17 @@ class PoolAlgorithm(Protocol):
     """What ``Curriculum`` needs of an algorithm (no per-task Python loops behind any of it)."""
 
     def pool_size(self) -> int: ...
-    def tracked_task_ids(self) -> list[int]: ...
     def choose_pool_task(self, uniform: float, min_presentations: int) -> int:
         """0: create a task; ``-task_id``: that task was evicted (on_task_evicted
         included), create one; else a task id sampled (on_task_sampled included)."""
         ...
-    def add_pool_task(self, task: CurriculumTask, sampled: bool = False) -> bool:
-        """Track a new task: whether it is in the pool now (False: full); ``sampled``:
-        it is handed out next (on_task_sampled included)."""
+    @property
+    def chosen_slot(self) -> int:
+        """The pool slot of the task the last choose_pool_task sampled or evicted."""
+        ...
+    def add_pool_task(self, task: CurriculumTask, sampled: bool = False) -> int:
+        """Track a new task: its slot (-1: the pool is full); ``sampled``: it is
+        handed out next (on_task_sampled included)."""
         ...
     def update_task_performance(self, task_id: int, score: float) -> None: ...
     def stats(self, prefix: str = "") -> dict[str, float]: ...
@@ -90,25 +93,26 @@ class DiscreteRandomAlgorithm:
         self._position: dict[int, int] = {}
         self._completions = 0
         self._sum_scores = 0.0
+        #: The position of the task the last choose_pool_task sampled (-1: none).
+        self.chosen_slot = -1
 
     def pool_size(self) -> int:
         return len(self._task_ids)
 
-    def tracked_task_ids(self) -> list[int]:
-        return list(self._task_ids)
-
     def on_task_created(self, task: CurriculumTask) -> None:
         self.add_pool_task(task)
 
-    def add_pool_task(self, task: CurriculumTask, sampled: bool = False) -> bool:
+    def add_pool_task(self, task: CurriculumTask, sampled: bool = False) -> int:
+        """Track the task; its position in the pool list is its slot (-1: full)."""
         task_id = task._task_id
-        if task_id in self._position:
-            return True
+        position = self._position.get(task_id)
+        if position is not None:
+            return position
         if len(self._task_ids) >= self.num_tasks:
-            return False
-        self._position[task_id] = len(self._task_ids)
+            return -1
+        position = self._position[task_id] = len(self._task_ids)
         self._task_ids.append(task_id)
-        return True
+        return position
 
     def on_task_evicted(self, task_id: int) -> None:
         self.evict_pool_task(task_id)
@@ -130,8 +134,10 @@ class DiscreteRandomAlgorithm:
         """Create until full, then sample uniformly; never evict."""
         task_ids = self._task_ids
         if len(task_ids) < self.num_tasks:
+            self.chosen_slot = -1
             return 0
-        return task_ids[int(uniform * len(task_ids))]
+        position = self.chosen_slot = int(uniform * len(task_ids))
+        return task_ids[position]
 
     def update_task_performance(self, task_id: int, score: float) -> None:
         self._completions += 1
@@ -218,6 +224,10 @@ class Curriculum:
         # CurriculumTask objects of this process, by id; tasks created by other
         # processes of a shared session are materialised on first sample.
         self._tasks: dict[int, CurriculumTask] = {}
+        # The id of the cached task last seen in each pool slot: a cached task
+        # that another process evicted is dropped when its slot's next task is
+        # cached, so the cache stays within twice the pool without any scan.
+        self._slot_tasks: list[int] = [0] * num_active_tasks
         self._episodes = 0
         self._created = 0
         self._evicted = 0
@@ -238,7 +248,8 @@ class Curriculum:
         """A new task in the slot the algorithm freed by evicting ``-choice`` (0: a slot was free)."""
         for _ in range(_MAX_CHOICES):
             if choice > 0:
-                return self._tasks.get(choice) or self._adopt(choice)
+                task = self._tasks.get(choice)
+                return self._adopt(choice) if task is None else task
             if choice < 0:
                 self._tasks.pop(-choice, None)
                 self._evicted += 1
@@ -293,6 +304,7 @@ class Curriculum:
         self._algorithm.load_state(state["algorithm"])
         self._rng.setstate(rng.getstate())
         self._tasks.clear()
+        self._slot_tasks = [0] * self.num_active_tasks
         self._episodes = int(state.get("episodes", 0))
         self._created = int(state.get("created", 0))
         self._evicted = int(state.get("evicted", 0))
@@ -315,30 +327,31 @@ class Curriculum:
         # to pay a lookup per creation; if it happens, that task is handed out again.
         task_id = self._rng.getrandbits(TASK_ID_BITS) or 1  # in [1, 2**53)
         task = CurriculumTask(task_id, self._task_factory(task_id))
-        if not self._algorithm.add_pool_task(task, sampled=True):
+        slot = self._algorithm.add_pool_task(task, sampled=True)
+        if slot < 0:
             return None
-        tasks = self._tasks  # _remember, its frame skipped (one creation per few episodes)
-        tasks[task_id] = task
-        if len(tasks) > 2 * self.num_active_tasks:
-            self._drop_evicted_tasks()
+        self._cache(task, slot)
         self._created += 1
         return task
 
     def _adopt(self, task_id: int) -> CurriculumTask:
-        """The CurriculumTask of a pool task another process of the session created."""
-        return self._remember(CurriculumTask(task_id, self._task_factory(task_id)))
-
-    def _remember(self, task: CurriculumTask) -> CurriculumTask:
-        """Cache a task object; drop the ones other processes evicted once the cache doubles."""
-        self._tasks[task._task_id] = task
-        if len(self._tasks) > 2 * self.num_active_tasks:
-            self._drop_evicted_tasks()
+        """The CurriculumTask of the pool task just chosen, which another process of the
+        session created (or this one before load_state)."""
+        task = CurriculumTask(task_id, self._task_factory(task_id))
+        self._cache(task, self._algorithm.chosen_slot)
         return task
 
-    def _drop_evicted_tasks(self) -> None:
-        """Forget the cached tasks no longer in the pool (other processes evicted them)."""
-        tracked = set(self._algorithm.tracked_task_ids())
-        self._tasks = {t: cached for t, cached in self._tasks.items() if t in tracked}
+    def _cache(self, task: CurriculumTask, slot: int) -> None:
+        """Cache a task object by id, dropping the one last seen in its slot (if it is
+        another, it left the pool: another process evicted it)."""
+        task_id = task._task_id
+        slot_tasks = self._slot_tasks
+        if 0 <= slot < len(slot_tasks):
+            previous = slot_tasks[slot]
+            if previous != task_id:
+                self._tasks.pop(previous, None)
+            slot_tasks[slot] = task_id
+        self._tasks[task_id] = task
 
 
 def _as_rng_state(state: Any) -> tuple:

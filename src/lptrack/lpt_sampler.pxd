@@ -27,5 +27,6 @@ cdef extern from "lpt_sampler.h" nogil:
     int64_t lpt_pool_candidate_locked(seg.lpt_segment *s, double min_presentations,
                                       double percentile, int refresh_threshold)
     int64_t lpt_choose_locked(seg.lpt_segment *s, double uniform, double min_presentations,
-                              double percentile, int refresh_threshold, double *label_hash)
+                              double percentile, int refresh_threshold, double *label_hash,
+                              int64_t *slot_out)
     void lpt_sampler_moved_locked(seg.lpt_segment *s, int64_t slot)
