@@ -65,13 +65,16 @@ class NullStatsLogger(StatsLogger):
 class CurriculumTask:
     """One task of the curriculum: an id, its environment config and its running score."""
 
+    # The running score until complete() first sets it on the instance: class
+    # defaults make a task cheaper to create (one is made every few episodes).
+    _num_completions = 0
+    _total_score = 0.0
+    _mean_score = 0.0
+
     def __init__(self, task_id: int, env_cfg: Any, slice_values: dict[str, Any] | None = None) -> None:
         self._task_id = task_id
         self._env_cfg = env_cfg
         self._slice_values = {} if slice_values is None else slice_values
-        self._num_completions = 0
-        self._total_score = 0.0
-        self._mean_score = 0.0
 
     def get_label(self) -> str:
         """``env_cfg.label`` as a str (``env_cfg["label"]`` for mappings); "unknown" when absent or None."""
@@ -217,7 +220,8 @@ class LearningProgressAlgorithm(StatsLogger):
             hashed = table.chosen_label_hash
             sampled[hashed] = sampled.get(hashed, 0) + 1
         elif choice < 0:
-            self._count_eviction(-choice, self._label_for_hash(table.chosen_label_hash))
+            hashed = table.chosen_label_hash
+            self._count_eviction(-choice, self._labels_by_hash.get(hashed) or self._label_for_hash(hashed))
         return choice
 
     @property

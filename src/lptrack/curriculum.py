@@ -247,17 +247,23 @@ class Curriculum:
     def _replace(self, choice: int) -> CurriculumTask:
         """A new task in the slot the algorithm freed by evicting ``-choice`` (0: a slot was free)."""
         for _ in range(_MAX_CHOICES):
-            if choice > 0:
-                task = self._tasks.get(choice)
-                return self._adopt(choice) if task is None else task
             if choice < 0:
                 self._tasks.pop(-choice, None)
                 self._evicted += 1
-            task = self._create_task()
-            if task is not None:
+            # Ids are 53 random bits: meeting a tracked one is too rare (about pool / 2**53)
+            # to pay a lookup per creation; if it happens, that task is handed out again.
+            task_id = self._rng.getrandbits(TASK_ID_BITS) or 1  # in [1, 2**53)
+            task = CurriculumTask(task_id, self._task_factory(task_id))
+            slot = self._algorithm.add_pool_task(task, sampled=True)
+            if slot >= 0:
+                self._cache(task, slot)
+                self._created += 1
                 return task
             # Another process of the session took the free slot first.
             choice = self._choose_pool_task(self._random(), self.min_presentations_for_eviction)
+            if choice > 0:
+                task = self._tasks.get(choice)
+                return self._adopt(choice) if task is None else task
         raise RuntimeError(
             f"no task after {_MAX_CHOICES} tries: other processes keep filling the pool's free slots"
         )
@@ -321,19 +327,6 @@ class Curriculum:
         self.close()
 
     # -- internals -------------------------------------------------------------
-    def _create_task(self) -> CurriculumTask | None:
-        """Create and track a new task; None when another process filled the pool first."""
-        # Ids are 53 random bits: meeting a tracked one is too rare (about pool / 2**53)
-        # to pay a lookup per creation; if it happens, that task is handed out again.
-        task_id = self._rng.getrandbits(TASK_ID_BITS) or 1  # in [1, 2**53)
-        task = CurriculumTask(task_id, self._task_factory(task_id))
-        slot = self._algorithm.add_pool_task(task, sampled=True)
-        if slot < 0:
-            return None
-        self._cache(task, slot)
-        self._created += 1
-        return task
-
     def _adopt(self, task_id: int) -> CurriculumTask:
         """The CurriculumTask of the pool task just chosen, which another process of the
         session created (or this one before load_state)."""
