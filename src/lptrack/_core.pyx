@@ -231,6 +231,37 @@ cdef int _read_bidirectional(object bidirectional, upd.lpt_update_params *p) exc
     return 0
 
 
+cdef class BatchCounter:
+    """A scorer's batches (SPEC.md, deliberate change 1): updates and evictions
+    count together, every ``size``-th ends a batch (``epoch`` + 1), and the
+    distribution is stale while ``fresh_epoch != epoch`` (lptrack._table's
+    BatchCounter, counted into from C here without a Python call)."""
+
+    cdef public long long size
+    cdef public long long events
+    cdef public long long epoch
+    cdef public long long fresh_epoch
+
+    def __init__(self, long long size, long long events=0, long long epoch=0, long long fresh_epoch=-1):
+        self.size = size
+        self.events = events
+        self.epoch = epoch
+        self.fresh_epoch = fresh_epoch
+
+    cpdef count(self):
+        """One update or eviction; the size-th ends the batch."""
+        self.events += 1
+        if self.events >= self.size:
+            self.end_batch()
+
+    cpdef end_batch(self):
+        self.events = 0
+        self.epoch += 1
+
+    def __reduce__(self):
+        return (BatchCounter, (self.size, self.events, self.epoch, self.fresh_epoch))
+
+
 cdef class RunningTotals:
     """A tracker's running totals (SPEC.md): the scores it recorded and their sum.
 
@@ -635,10 +666,10 @@ cdef class SegmentTable:
         return slot
 
     def update_tracked(self, int64_t task_id, double score, double ema_alpha, bidirectional,
-                       RunningTotals totals=None):
+                       RunningTotals totals=None, BatchCounter batch=None):
         """``update`` of a tracked task with the row's threshold, never claiming:
         the slot, or -1 (nothing changed) when the task is not tracked.  An
-        applied update is also added to ``totals``."""
+        applied update is also added to ``totals`` and counted in ``batch``."""
         cdef upd.lpt_update_params p
         cdef int64_t slot
         _check_task_id(task_id)
@@ -653,14 +684,21 @@ cdef class SegmentTable:
         if slot >= 0:
             slot = upd.lpt_update_locked(&self._seg, &p)
         self._release()
-        if slot >= 0 and totals is not None:
-            totals.completions += 1
-            totals.sum_scores += score
+        if slot >= 0:
+            if totals is not None:
+                totals.completions += 1
+                totals.sum_scores += score
+            if batch is not None:
+                batch.count()
         return slot
 
     def new_running_totals(self):
         """Zeroed running totals of the kind ``update_tracked`` adds to (``RunningTotals``)."""
         return RunningTotals()
+
+    def new_batch_counter(self, long long size):
+        """A batch counter (stale, no events yet) of the kind this table counts into."""
+        return BatchCounter(size)
 
     def _noop_update(self, int64_t task_id, double score, double ema_alpha,
                      double success_threshold, double lp_score, double create_threshold,
@@ -860,31 +898,37 @@ cdef class SegmentTable:
         return task_id
 
     def choose_pool_task(self, double uniform, double min_presentations, double percentile,
-                         bint refresh_threshold, refresh=None):
+                         bint refresh_threshold, refresh=None, BatchCounter batch=None):
         """Curriculum's pick for the next episode, in one lock hold: 0 while the
         pool has a free slot (create a task), ``-task_id`` after evicting
-        ``pool_eviction_candidate``'s task (create one next), else a task
-        sampled by score (``uniform`` in [0, 1)), all O(log capacity).
-        ``chosen_label_hash`` and ``chosen_slot`` then hold the evicted or sampled
-        task's label hash and slot (0 and -1 for none).
+        ``pool_eviction_candidate``'s task (create one next; the eviction counts
+        in ``batch``), else a task sampled by score (``uniform`` in [0, 1)), all
+        O(log capacity).  ``chosen_label_hash`` and ``chosen_slot`` then hold the
+        evicted or sampled task's label hash and slot (0 and -1 for none).
 
-        ``refresh``, a DistributionParams while the caller's distribution is
-        stale, first runs the pass if any pool task has enough samples
-        (``refreshed`` tells whether it ran).
+        ``refresh`` (DistributionParams) first runs the pass if any pool task
+        has enough samples, and if ``batch`` is given only while it is stale
+        (then marked fresh); ``refreshed`` tells whether it ran.
         """
         cdef int64_t choice, slot
         cdef double label_hash
+        cdef bint due = refresh is not None and (batch is None or batch.fresh_epoch != batch.epoch)
         _check_uniform(uniform)
         _check_percentile(percentile)
         self._acquire(self.lock_timeout)
         try:
-            self.refreshed = refresh is not None and self._refresh_locked(refresh)
+            self.refreshed = due and self._refresh_locked(refresh)
             choice = smp.lpt_choose_locked(&self._seg, uniform, min_presentations, percentile,
                                            refresh_threshold, &label_hash, &slot)
         finally:
             self._release()
         self.chosen_label_hash = <int64_t>label_hash
         self.chosen_slot = slot
+        if batch is not None:
+            if self.refreshed:
+                batch.fresh_epoch = batch.epoch
+            if choice < 0:
+                batch.count()
         return choice
 
     def pool_eviction_candidate(self, double min_presentations, double percentile,

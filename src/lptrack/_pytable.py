@@ -52,6 +52,7 @@ from lptrack._table import (
     TASK_ID,
     TOTAL_SCORE,
     TRACKED,
+    BatchCounter,
     BidirectionalParams,
     RunningTotals,
     DistributionParams,
@@ -365,6 +366,7 @@ class PythonTable(Table):
         ema_alpha: float,
         bidirectional: BidirectionalParams,
         totals: RunningTotals | None = None,
+        batch: BatchCounter | None = None,
     ) -> int:
         with self.lock():
             slot = self._slot_of.get(task_id, -1)
@@ -376,6 +378,8 @@ class PythonTable(Table):
         if totals is not None:
             totals.completions += 1
             totals.sum_scores += score
+        if batch is not None:
+            batch.count()
         return slot
 
     def read_row(self, slot: int) -> np.ndarray:
@@ -502,9 +506,13 @@ class PythonTable(Table):
         percentile: float,
         refresh_threshold: bool,
         refresh: DistributionParams | None = None,
+        batch: BatchCounter | None = None,
     ) -> int:
         check_uniform(uniform)
-        self.refreshed = refresh is not None and self.refresh_distribution(refresh)
+        due = refresh is not None and (batch is None or batch.fresh_epoch != batch.epoch)
+        self.refreshed = due and self.refresh_distribution(refresh)
+        if self.refreshed and batch is not None:
+            batch.fresh_epoch = batch.epoch
         self.chosen_label_hash = 0
         self.chosen_slot = -1
         if len(self._active) < self.capacity:
@@ -516,6 +524,8 @@ class PythonTable(Table):
             self.chosen_label_hash = int(self.rows[slot, LABEL_HASH])
         if candidate:
             self.release(candidate)
+            if batch is not None:
+                batch.count()
             return -candidate
         return chosen
 

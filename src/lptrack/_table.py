@@ -87,6 +87,37 @@ class RunningTotals:
         return f"RunningTotals(completions={self.completions}, sum_scores={self.sum_scores!r})"
 
 
+class BatchCounter:
+    """A scorer's batches (SPEC.md, deliberate change 1): updates and evictions
+    count together, every ``size``-th ends a batch (``epoch`` + 1), and the
+    distribution is stale while ``fresh_epoch != epoch``.
+
+    ``Table.update_tracked`` and ``Table.choose_pool_task`` count into it in
+    the same call as their update or eviction, and the latter runs a due pass.
+    """
+
+    __slots__ = ("size", "events", "epoch", "fresh_epoch")
+
+    def __init__(self, size: int, events: int = 0, epoch: int = 0, fresh_epoch: int = -1) -> None:
+        self.size = size
+        self.events = events
+        self.epoch = epoch
+        self.fresh_epoch = fresh_epoch
+
+    def count(self) -> None:
+        """One update or eviction; the size-th ends the batch."""
+        self.events += 1
+        if self.events >= self.size:
+            self.end_batch()
+
+    def end_batch(self) -> None:
+        self.events = 0
+        self.epoch += 1
+
+    def __reduce__(self) -> tuple[type, tuple[int, int, int, int]]:
+        return (type(self), (self.size, self.events, self.epoch, self.fresh_epoch))
+
+
 class BidirectionalParams(NamedTuple):
     """The scorer half of an update (SPEC.md, update_task_performance_with_bidirectional_emas)."""
 
@@ -239,14 +270,20 @@ class Table(abc.ABC):
         ema_alpha: float,
         bidirectional: BidirectionalParams,
         totals: RunningTotals | None = None,
+        batch: BatchCounter | None = None,
     ) -> int:
         """``update`` of a tracked task with the row's threshold; -1 (nothing
         changes, nothing is claimed) when the task is not tracked.  An applied
-        update is added to ``totals`` (made by ``new_running_totals``)."""
+        update is added to ``totals`` and counted in ``batch`` (made by
+        ``new_running_totals`` and ``new_batch_counter``)."""
 
     def new_running_totals(self) -> RunningTotals:
         """Zeroed running totals of the kind this engine's ``update_tracked`` adds to."""
         return RunningTotals()
+
+    def new_batch_counter(self, size: int) -> BatchCounter:
+        """A batch counter (stale, no events yet) of the kind this engine counts into."""
+        return BatchCounter(size)
 
     # -- scores, distribution, sampling, eviction -------------------------------
     # A task's score is SPEC.md's score_task value under the rule set by
@@ -319,13 +356,17 @@ class Table(abc.ABC):
         percentile: float,
         refresh_threshold: bool,
         refresh: DistributionParams | None = None,
+        batch: BatchCounter | None = None,
     ) -> int:
         """The curriculum's pick for the next episode, atomically: 0 while the pool
         has a free slot, ``-task_id`` after releasing ``pool_eviction_candidate``'s
-        task (a slot is free then), else ``sample(uniform)``; ``chosen_label_hash``
-        and ``chosen_slot`` then hold the evicted or sampled task's label hash and slot.  ``refresh`` (a stale
-        caller's DistributionParams) first runs the pass if any pool task has
-        enough samples; ``refreshed`` then tells whether it ran."""
+        task (a slot is free then; the eviction counts in ``batch``), else
+        ``sample(uniform)``; ``chosen_label_hash`` and ``chosen_slot`` then hold
+        the evicted or sampled task's label hash and slot.
+
+        ``refresh`` (DistributionParams) first runs the pass if any pool task has
+        enough samples, and if ``batch`` is given only while it is stale (then
+        marked fresh); ``refreshed`` tells whether it ran."""
 
     # -- lifecycle ------------------------------------------------------------
     @abc.abstractmethod

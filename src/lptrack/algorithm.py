@@ -142,6 +142,9 @@ class LearningProgressAlgorithm(StatsLogger):
         # See _refresh_threshold: batch size 1 wants exact answers.
         self._exact_threshold = self.hypers.perf_invalidation_batch_size == 1
         self._threshold_epoch = -1
+        # The scorer's batches and pass, which the hot path hands to the table.
+        self._batch = self.scorer.batch
+        self._refresh_params = self.scorer.refresh_params
         self._finalizer = self._make_finalizer()
 
     def _make_finalizer(self) -> weakref.finalize | None:
@@ -205,23 +208,21 @@ class LearningProgressAlgorithm(StatsLogger):
         has room (create a task), ``-task_id`` after evicting that task (create
         one next), else a pool task sampled by score, counted as sampled (as
         ``on_task_sampled``); O(log pool size), ``uniform`` in [0, 1)."""
-        scorer = self.scorer
-        refresh = scorer.pending_refresh
         table = self._table
+        batch = self._batch
         # _refresh_threshold's answer, its frame skipped within a batch (the common case).
-        stale_threshold = self._exact_threshold or (
-            scorer.batch_epoch != self._threshold_epoch and self._refresh_threshold()
+        stale_threshold = self._exact_threshold or (batch.epoch != self._threshold_epoch and self._refresh_threshold())
+        # The table runs a due pass and counts an eviction in ``batch`` (the scorer's).
+        choice = table.choose_pool_task(
+            uniform, min_presentations, self._percentile, stale_threshold, self._refresh_params, batch
         )
-        choice = table.choose_pool_task(uniform, min_presentations, self._percentile, stale_threshold, refresh)
-        if refresh is not None and table.refreshed:
-            scorer.mark_fresh()
         if choice > 0:
             sampled = self._sampled_hashes
             hashed = table.chosen_label_hash
             sampled[hashed] = sampled.get(hashed, 0) + 1
         elif choice < 0:
             hashed = table.chosen_label_hash
-            self._count_eviction(-choice, self._labels_by_hash.get(hashed) or self._label_for_hash(hashed))
+            self._label_evicted(self._labels_by_hash.get(hashed) or self._label_for_hash(hashed))
         return choice
 
     @property
@@ -330,12 +331,12 @@ class LearningProgressAlgorithm(StatsLogger):
         label = self._label_for_hash(self._table.label_hash_of(task_id))
         if not self.task_tracker.remove_task(task_id):
             return False
-        self._count_eviction(task_id, label)
+        self.scorer.remove_task(task_id)
+        self._label_evicted(label)
         return True
 
-    def _count_eviction(self, task_id: int, label: str | None) -> None:
-        """The scorer's event and the label bookkeeping of a task that left the pool."""
-        self.scorer.remove_task(task_id)
+    def _label_evicted(self, label: str | None) -> None:
+        """The label bookkeeping of an evicted task."""
         if label is not None:
             self._label_eviction_counts[label] = self._label_eviction_counts.get(label, 0) + 1
             self._epoch_eviction_counts[label] = self._epoch_eviction_counts.get(label, 0) + 1
@@ -373,12 +374,13 @@ class LearningProgressAlgorithm(StatsLogger):
             task_id = check_task_id(task_id)
         if type(score) is not float or not -_INF < score < _INF:
             score = check_finite("score", score)
-        # TaskTracker.update_tracked_task, its frame skipped: this runs once per episode.
+        # TaskTracker.update_tracked_task and scorer.update_with_score in one table
+        # call (no frame of theirs): this runs once per episode.
         tracker = self.task_tracker
-        if self._table.update_tracked(task_id, score, tracker.ema_alpha, self._bidirectional, tracker.totals) < 0:
+        if self._table.update_tracked(
+            task_id, score, tracker.ema_alpha, self._bidirectional, tracker.totals, self._batch
+        ) < 0:
             self._late_updates += 1
-            return
-        self.scorer.update_with_score(task_id, score)
 
     # -- label bookkeeping ------------------------------------------------------------------------
     def get_evictions(self) -> dict[str, int]:

@@ -42,23 +42,40 @@ class LPScorerStats:
 class LPScorer(abc.ABC):
     """Turns a tracker's rows into per-task scores.
 
-    Updates and evictions are counted together; every
+    Updates and evictions are counted together in ``batch``; every
     ``perf_invalidation_batch_size``-th ends a batch (SPEC.md, deliberate
     change 1), bumping ``batch_epoch``: what is derived from scores between
     batches (the bidirectional distribution, the algorithm's eviction
-    candidates) is refreshed once per epoch.
+    candidates) is refreshed once per epoch.  ``batch`` is the table's kind of
+    BatchCounter, so the algorithm's hot path lets the table count an update or
+    an eviction (and run a due pass) in the call that makes it.
     """
 
     #: The table's score rule (``Table.configure_scoring``).
     bidirectional: bool = False
+    #: The pass a table runs before scores are read while the distribution is
+    #: stale (None: this scorer's scores need none).
+    refresh_params: DistributionParams | None = None
 
     def __init__(self, config: LearningProgressConfig, tracker: TaskTracker) -> None:
         self.config = config
         self.tracker = tracker
-        self.batch_epoch = 0
-        self._pending_events = 0
-        self._batch_size = config.perf_invalidation_batch_size
+        self.batch = tracker.table.new_batch_counter(config.perf_invalidation_batch_size)
         tracker.configure_scoring(self.bidirectional, config.exploration_bonus, config.min_samples_for_lp)
+
+    @property
+    def batch_epoch(self) -> int:
+        return self.batch.epoch
+
+    @property
+    def pending_refresh(self) -> DistributionParams | None:
+        """``refresh_params`` while the distribution is stale, else None; see ``mark_fresh``."""
+        batch = self.batch
+        return self.refresh_params if batch.fresh_epoch != batch.epoch else None
+
+    def mark_fresh(self) -> None:
+        """``pending_refresh``'s pass ran (a table may also mark ``batch`` fresh itself)."""
+        self.batch.fresh_epoch = self.batch.epoch
 
     @abc.abstractmethod
     def score_task(self, task_id: int, tracker: TaskTracker) -> float:
@@ -72,30 +89,13 @@ class LPScorer(abc.ABC):
     def refresh(self, ids: np.ndarray | None = None) -> None:
         """Bring the scores of ``ids`` (None: of the pool) up to date before they are read."""
 
-    #: The pass a table should run (if any pool task has enough samples) before
-    #: scores are read, or None when they are current; see ``mark_fresh``.
-    pending_refresh: DistributionParams | None = None
-
-    def mark_fresh(self) -> None:
-        """The table ran ``pending_refresh``'s pass on this scorer's behalf."""
-
-    def _end_batch(self) -> None:
-        self._pending_events = 0
-        self.batch_epoch += 1
-
     def update_with_score(self, task_id: int, score: float) -> None:
         """Note that ``task_id`` got a score (its row is already updated by the tracker)."""
-        # Updates and evictions count together; every batch-size-th ends the batch.
-        # (Inlined here and in remove_task: this runs once per episode.)
-        self._pending_events += 1
-        if self._pending_events >= self._batch_size:
-            self._end_batch()
+        self.batch.count()
 
     def remove_task(self, task_id: int) -> None:
         """Note that ``task_id`` left the pool."""
-        self._pending_events += 1  # as in update_with_score
-        if self._pending_events >= self._batch_size:
-            self._end_batch()
+        self.batch.count()
 
     def get_stats(self) -> LPScorerStats:
         return LPScorerStats()
@@ -109,7 +109,7 @@ class LPScorer(abc.ABC):
 
     def invalidate_cache(self) -> None:
         """Drop anything derived from the rows (an explicit request, not a batched event)."""
-        self._end_batch()
+        self.batch.end_batch()
 
 
 class BidirectionalLPScorer(LPScorer):
@@ -119,8 +119,7 @@ class BidirectionalLPScorer(LPScorer):
 
     def __init__(self, config: LearningProgressConfig, tracker: TaskTracker) -> None:
         super().__init__(config, tracker)
-        self._params = self._distribution_params()
-        self.pending_refresh = self._params  # stale until the first pass
+        self.refresh_params = self._distribution_params()  # stale until the first pass
 
     def _distribution_params(self) -> DistributionParams:
         config = self.config
@@ -131,10 +130,6 @@ class BidirectionalLPScorer(LPScorer):
             lp_score_temperature=config.lp_score_temperature,
             z_score_amplification=config.z_score_amplification,
         )
-
-    def _end_batch(self) -> None:
-        super()._end_batch()
-        self.pending_refresh = self._params
 
     @property
     def is_stale(self) -> bool:
@@ -147,8 +142,8 @@ class BidirectionalLPScorer(LPScorer):
             return self.config.exploration_bonus
         if self.pending_refresh is None:
             return stats["lp_score"]
-        tracker.compute_lp_distribution(self._params)
-        self.pending_refresh = None
+        tracker.compute_lp_distribution(self.refresh_params)
+        self.mark_fresh()
         stats = tracker.get_task_stats(task_id)
         return self.config.exploration_bonus if stats is None else stats["lp_score"]
 
@@ -156,11 +151,8 @@ class BidirectionalLPScorer(LPScorer):
         """The lazy rule: recompute only while stale, and only if some task of ``ids``
         (None: of the pool) has enough samples, exactly when the per-task
         ``score_task`` loop would have."""
-        if self.pending_refresh is not None and self.tracker.refresh_distribution(self._params, ids):
-            self.pending_refresh = None
-
-    def mark_fresh(self) -> None:
-        self.pending_refresh = None
+        if self.pending_refresh is not None and self.tracker.refresh_distribution(self.refresh_params, ids):
+            self.mark_fresh()
 
     def get_stats(self) -> LPScorerStats:
         rows = self.tracker.snapshot_rows()
