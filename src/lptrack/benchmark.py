@@ -348,3 +348,101 @@ def write_plot(result: BenchResult, path: str) -> None:
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
+
+
+# -- two processes on one session, measured against one -------------------------------------------
+
+@dataclass(frozen=True)
+class ScalingResult:
+    """Episodes per second of one process alone and of two together, per round.
+
+    Each round runs, back to back: one worker alone on the session (``solo``),
+    two workers sharing it (``shared``), and two on separate sessions
+    (``independent``, what the machine's two cores allow at that moment).
+    Rounds interleave the three, so a change of machine speed (shared hosts
+    drift by tens of percent) moves all three alike.
+    """
+
+    solo: list[float]
+    shared: list[float]
+    independent: list[float]
+
+    @staticmethod
+    def _median(values: list[float]) -> float:
+        ordered = sorted(values)
+        middle = len(ordered) // 2
+        return ordered[middle] if len(ordered) % 2 else (ordered[middle - 1] + ordered[middle]) / 2
+
+    @property
+    def shared_speedup(self) -> float:
+        """Median over rounds of (two sharing a session) / (one alone)."""
+        return self._median([s / o for s, o in zip(self.shared, self.solo)])
+
+    @property
+    def independent_speedup(self) -> float:
+        """Median over rounds of (two on separate sessions) / (one alone)."""
+        return self._median([i / o for i, o in zip(self.independent, self.solo)])
+
+
+def _scaling_worker(session_id: str, worker: int, tasks: int, episodes: int, rounds: int,
+                    barrier: Any, results: Any) -> None:
+    curriculum = Curriculum(
+        make_curriculum_config("lp-native", BenchConfig(tasks=tasks, workers=2), session_id),
+        num_active_tasks=tasks,
+        seed=1000 * (worker + 1),
+    )
+    agent = SimulatedAgent(worker)
+    try:
+        run_episodes(curriculum, agent, 10 * tasks)  # full pool, churning
+        for round_ in range(rounds):
+            for phase, members in (("solo", (0,)), ("shared", (0, 1)), ("independent", (0, 2))):
+                barrier.wait(BARRIER_TIMEOUT_S)
+                if worker in members:
+                    results.put((round_, phase, worker, run_episodes(curriculum, agent, episodes)))
+        barrier.wait(BARRIER_TIMEOUT_S)
+    finally:
+        curriculum.close()
+
+
+def measure_session_scaling(tasks: int = 1000, episodes: int = 20000, rounds: int = 9,
+                            context: str = "spawn") -> ScalingResult:
+    """Interleaved rounds of one worker alone, two sharing its session, two on separate
+    sessions (lp-native, ``episodes`` per worker and phase); see ScalingResult."""
+    ctx = mp.get_context(context)
+    sessions = [f"bench_{uuid.uuid4().hex[:12]}" for _ in range(2)]
+    # The parent creates both sessions, so their lifetimes span every worker's.
+    owners = [
+        Curriculum(make_curriculum_config("lp-native", BenchConfig(tasks=tasks, workers=2), s), num_active_tasks=tasks)
+        for s in sessions
+    ]
+    barrier = ctx.Barrier(3)
+    results = ctx.Queue()
+    workers = [
+        ctx.Process(target=_scaling_worker, args=(sessions[w // 2], w, tasks, episodes, rounds, barrier, results),
+                    name=f"lptrack-scaling-{w}")
+        for w in range(3)
+    ]
+    try:
+        for p in workers:
+            p.start()
+        seconds: dict[tuple[int, str], list[float]] = {}
+        for _ in range(5 * rounds):  # solo 1 + shared 2 + independent 2 per round
+            round_, phase, _worker, elapsed = results.get(timeout=BARRIER_TIMEOUT_S)
+            seconds.setdefault((round_, phase), []).append(elapsed)
+        for p in workers:
+            p.join(BARRIER_TIMEOUT_S)
+            if p.exitcode != 0:
+                raise RuntimeError(f"scaling worker {p.name} exited with code {p.exitcode}")
+    finally:
+        for p in workers:
+            if p.is_alive():
+                p.kill()
+                p.join()
+        for owner in owners:
+            owner.close()
+    # A phase's rate: its episodes over the slowest member's time.
+    return ScalingResult(
+        solo=[episodes / seconds[(r, "solo")][0] for r in range(rounds)],
+        shared=[2 * episodes / max(seconds[(r, "shared")]) for r in range(rounds)],
+        independent=[2 * episodes / max(seconds[(r, "independent")]) for r in range(rounds)],
+    )
