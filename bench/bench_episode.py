@@ -33,7 +33,13 @@ import pytest
 from lptrack import LearningProgressConfig
 from lptrack._engines import make_table
 from lptrack._table import P_FAST, P_SLOW, P_TRUE, DistributionParams
-from lptrack.benchmark import BenchConfig, ScalingResult, SimulatedAgent, measure_session_scaling, run_episodes
+from lptrack.benchmark import (
+    BenchConfig,
+    ScalingResult,
+    SimulatedAgent,
+    measure_session_scaling,
+    run_episodes,
+)
 from lptrack.curriculum import Curriculum, DiscreteRandomCurriculumConfig
 
 EPISODES = 1_000

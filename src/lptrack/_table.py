@@ -96,7 +96,7 @@ class BatchCounter:
     the same call as their update or eviction, and the latter runs a due pass.
     """
 
-    __slots__ = ("size", "events", "epoch", "fresh_epoch")
+    __slots__ = ("epoch", "events", "fresh_epoch", "size")
 
     def __init__(self, size: int, events: int = 0, epoch: int = 0, fresh_epoch: int = -1) -> None:
         self.size = size

@@ -374,8 +374,8 @@ class LearningProgressAlgorithm(StatsLogger):
             task_id = check_task_id(task_id)
         if type(score) is not float or not -_INF < score < _INF:
             score = check_finite("score", score)
-        # TaskTracker.update_tracked_task and scorer.update_with_score in one table
-        # call (no frame of theirs): this runs once per episode.
+        # The row update, the tracker's running totals and the scorer's batch count
+        # in one table call, with no Python frame of theirs: this runs once per episode.
         tracker = self.task_tracker
         if self._table.update_tracked(
             task_id, score, tracker.ema_alpha, self._bidirectional, tracker.totals, self._batch

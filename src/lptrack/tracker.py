@@ -451,8 +451,9 @@ class TaskTracker:
             bidirectional,
         )
         if slot >= 0:
-            self._total_completions += 1
-            self._sum_scores += s
+            totals = self.totals
+            totals.completions += 1
+            totals.sum_scores += s
 
     def update_task_performance_with_bidirectional_emas(
         self, task_id: int, score: float, scorer: Any = None, success_threshold: float | None = None
@@ -461,12 +462,6 @@ class TaskTracker:
         config = getattr(scorer, "config", None) if scorer is not None else None
         bidirectional = None if config is None else bidirectional_params(config)
         self._update(task_id, score, success_threshold, _NAN, bidirectional)
-
-    def update_tracked_task(self, task_id: int, score: float, bidirectional: BidirectionalParams) -> bool:
-        """The bidirectional update of a task already tracked, with its own threshold
-        (``task_id`` and ``score`` validated by the caller); False, and nothing
-        changes, when it is not tracked."""
-        return self._table.update_tracked(task_id, score, self.ema_alpha, bidirectional, self.totals) >= 0
 
     def update_task_performance(
         self, task_id: int, score: float, lp_score: float | None = None, success_threshold: float | None = None
