@@ -1,5 +1,6 @@
 """Type stub of the Cython extension ``lptrack._core`` (see _core.pyx)."""
 
+from collections.abc import Callable
 from contextlib import AbstractContextManager
 from typing import Any
 
@@ -135,6 +136,16 @@ class SegmentTable:
         batch: BatchCounter | None = None,
     ) -> int: ...
     def new_running_totals(self) -> RunningTotals: ...
+    def bind_update(
+        self,
+        ema_alpha: float,
+        bidirectional: tuple[float, float, bool],
+        totals: RunningTotals | None = None,
+        batch: BatchCounter | None = None,
+    ) -> Callable[[int, float], int]: ...
+    def bind_choose(
+        self, percentile: float, refresh: DistributionParams | None = None, batch: BatchCounter | None = None
+    ) -> Callable[[float, float, bool], int]: ...
     def new_batch_counter(self, size: int) -> BatchCounter: ...
     def configure_scoring(self, bidirectional: bool, exploration_bonus: float, min_samples_for_lp: float) -> None: ...
     def compute_lp_distribution(self, params: Any) -> None: ...

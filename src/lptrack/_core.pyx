@@ -231,6 +231,15 @@ cdef int _read_bidirectional(object bidirectional, upd.lpt_update_params *p) exc
     return 0
 
 
+cdef int _tracked_update_params(double ema_alpha, object bidirectional,
+                                upd.lpt_update_params *p) except -1:
+    """The parameters of update_tracked's call into C that do not change per task."""
+    p.ema_alpha = ema_alpha
+    p.success_threshold = NAN
+    p.lp_score = NAN
+    return _read_bidirectional(bidirectional, p)
+
+
 cdef class BatchCounter:
     """A scorer's batches (SPEC.md, deliberate change 1): updates and evictions
     count together, every ``size``-th ends a batch (``epoch`` + 1), and the
@@ -671,18 +680,19 @@ cdef class SegmentTable:
         the slot, or -1 (nothing changed) when the task is not tracked.  An
         applied update is also added to ``totals`` and counted in ``batch``."""
         cdef upd.lpt_update_params p
+        _tracked_update_params(ema_alpha, bidirectional, &p)
+        return self._update_tracked(task_id, score, &p, totals, batch)
+
+    cdef int64_t _update_tracked(self, int64_t task_id, double score, upd.lpt_update_params *p,
+                                 RunningTotals totals, BatchCounter batch) except -2:
         cdef int64_t slot
         _check_task_id(task_id)
         p.task_id = task_id
         p.score = score
-        p.ema_alpha = ema_alpha
-        p.success_threshold = NAN
-        p.lp_score = NAN
-        _read_bidirectional(bidirectional, &p)
         self._acquire(self.lock_timeout)
         slot = seg.lpt_find_locked(&self._seg, task_id)
         if slot >= 0:
-            slot = upd.lpt_update_locked(&self._seg, &p)
+            slot = upd.lpt_update_locked(&self._seg, p)
         self._release()
         if slot >= 0:
             if totals is not None:
@@ -691,6 +701,18 @@ cdef class SegmentTable:
             if batch is not None:
                 batch.count()
         return slot
+
+    def bind_update(self, double ema_alpha, bidirectional, RunningTotals totals=None,
+                    BatchCounter batch=None):
+        """``update_tracked`` with everything but the task and the score bound:
+        ``bind_update(...)(task_id, score)``, one call with two arguments per
+        episode instead of six."""
+        cdef _BoundUpdate bound = _BoundUpdate.__new__(_BoundUpdate)
+        _tracked_update_params(ema_alpha, bidirectional, &bound._params)
+        bound._table = self
+        bound._totals = totals
+        bound._batch = batch
+        return bound.update
 
     def new_running_totals(self):
         """Zeroed running totals of the kind ``update_tracked`` adds to (``RunningTotals``)."""
@@ -910,6 +932,21 @@ cdef class SegmentTable:
         has enough samples, and if ``batch`` is given only while it is stale
         (then marked fresh); ``refreshed`` tells whether it ran.
         """
+        return self._choose(uniform, min_presentations, percentile, refresh_threshold, refresh, batch)
+
+    def bind_choose(self, double percentile, refresh=None, BatchCounter batch=None):
+        """``choose_pool_task`` with the percentile, the pass and the batch counter
+        bound: ``bind_choose(...)(uniform, min_presentations, refresh_threshold)``."""
+        cdef _BoundChoose bound = _BoundChoose.__new__(_BoundChoose)
+        _check_percentile(percentile)
+        bound._table = self
+        bound._percentile = percentile
+        bound._refresh = refresh
+        bound._batch = batch
+        return bound.choose
+
+    cdef int64_t _choose(self, double uniform, double min_presentations, double percentile,
+                         bint refresh_threshold, object refresh, BatchCounter batch) except? -1:
         cdef int64_t choice, slot
         cdef double label_hash
         cdef bint due = refresh is not None and (batch is None or batch.fresh_epoch != batch.epoch)
@@ -990,3 +1027,35 @@ cdef class SegmentTable:
         self._busy -= 1
         _check(rc, self)
         return ns
+
+
+@cython.final
+@cython.auto_pickle(False)
+cdef class _BoundUpdate:
+    """What ``SegmentTable.bind_update`` binds; its ``update`` is the callable."""
+
+    cdef SegmentTable _table
+    cdef upd.lpt_update_params _params
+    cdef RunningTotals _totals
+    cdef BatchCounter _batch
+
+    def update(self, int64_t task_id, double score):
+        """``update_tracked(task_id, score, <the bound rest>)``: the slot, or -1."""
+        return self._table._update_tracked(task_id, score, &self._params, self._totals, self._batch)
+
+
+@cython.final
+@cython.auto_pickle(False)
+cdef class _BoundChoose:
+    """What ``SegmentTable.bind_choose`` binds; its ``choose`` is the callable."""
+
+    cdef SegmentTable _table
+    cdef double _percentile
+    cdef object _refresh
+    cdef BatchCounter _batch
+
+    def choose(self, double uniform, double min_presentations, bint refresh_threshold):
+        """``choose_pool_task(uniform, min_presentations, <percentile>, refresh_threshold,
+        <refresh>, <batch>)``."""
+        return self._table._choose(uniform, min_presentations, self._percentile, refresh_threshold,
+                                   self._refresh, self._batch)

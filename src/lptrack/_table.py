@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import abc
 from contextlib import AbstractContextManager
+from collections.abc import Callable
 from typing import NamedTuple
 
 import numpy as np
@@ -281,6 +282,21 @@ class Table(abc.ABC):
         """Zeroed running totals of the kind this engine's ``update_tracked`` adds to."""
         return RunningTotals()
 
+    def bind_update(
+        self,
+        ema_alpha: float,
+        bidirectional: BidirectionalParams,
+        totals: RunningTotals | None = None,
+        batch: BatchCounter | None = None,
+    ) -> Callable[[int, float], int]:
+        """``update_tracked`` with all but the task and the score bound (the algorithm
+        calls it once per episode; engines may bind in C)."""
+
+        def update(task_id: int, score: float) -> int:
+            return self.update_tracked(task_id, score, ema_alpha, bidirectional, totals, batch)
+
+        return update
+
     def new_batch_counter(self, size: int) -> BatchCounter:
         """A batch counter (stale, no events yet) of the kind this engine counts into."""
         return BatchCounter(size)
@@ -347,6 +363,18 @@ class Table(abc.ABC):
         since the last distribution pass (engines recompute it then, and when
         ``refresh_threshold``), so with batches it can be up to a batch old.
         """
+
+    def bind_choose(
+        self, percentile: float, refresh: DistributionParams | None = None, batch: BatchCounter | None = None
+    ) -> Callable[[float, float, bool], int]:
+        """``choose_pool_task`` with the percentile, the pass and the batch counter bound:
+        ``bind_choose(...)(uniform, min_presentations, refresh_threshold)``."""
+        check_percentile(percentile)
+
+        def choose(uniform: float, min_presentations: float, refresh_threshold: bool) -> int:
+            return self.choose_pool_task(uniform, min_presentations, percentile, refresh_threshold, refresh, batch)
+
+        return choose
 
     @abc.abstractmethod
     def choose_pool_task(

@@ -145,6 +145,7 @@ class LearningProgressAlgorithm(StatsLogger):
         # The scorer's batches and pass, which the hot path hands to the table.
         self._batch = self.scorer.batch
         self._refresh_params = self.scorer.refresh_params
+        self._bind_table_calls()
         self._finalizer = self._make_finalizer()
 
     def _make_finalizer(self) -> weakref.finalize | None:
@@ -153,15 +154,26 @@ class LearningProgressAlgorithm(StatsLogger):
             return None
         return weakref.finalize(self, self.task_tracker.cleanup_shared_memory)
 
+    def _bind_table_calls(self) -> None:
+        """The two table calls of every episode, their fixed arguments bound once (the
+        tracker's ema_alpha and totals, the scorer's batch and pass, the percentile)."""
+        tracker = self.task_tracker
+        self._update_in_table = self._table.bind_update(
+            tracker.ema_alpha, self._bidirectional, tracker.totals, self._batch
+        )
+        self._choose_in_table = self._table.bind_choose(self._percentile, self._refresh_params, self._batch)
+
     def __getstate__(self) -> dict[str, Any]:
         state = self.__dict__.copy()
-        del state["_finalizer"]
+        for name in ("_finalizer", "_update_in_table", "_choose_in_table"):
+            del state[name]
         return state
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.__dict__.update(state)
         self._finalizer = None  # the receiving process only attached
         self._registered_labels = set()  # the pure engine's shared tables keep labels per process
+        self._bind_table_calls()
 
     # -- scoring ------------------------------------------------------------------------------
     def score_tasks(self, task_ids: Iterable[int]) -> dict[int, float]:
@@ -208,20 +220,18 @@ class LearningProgressAlgorithm(StatsLogger):
         has room (create a task), ``-task_id`` after evicting that task (create
         one next), else a pool task sampled by score, counted as sampled (as
         ``on_task_sampled``); O(log pool size), ``uniform`` in [0, 1)."""
-        table = self._table
-        batch = self._batch
         # _refresh_threshold's answer, its frame skipped within a batch (the common case).
-        stale_threshold = self._exact_threshold or (batch.epoch != self._threshold_epoch and self._refresh_threshold())
-        # The table runs a due pass and counts an eviction in ``batch`` (the scorer's).
-        choice = table.choose_pool_task(
-            uniform, min_presentations, self._percentile, stale_threshold, self._refresh_params, batch
+        stale_threshold = self._exact_threshold or (
+            self._batch.epoch != self._threshold_epoch and self._refresh_threshold()
         )
+        # table.choose_pool_task: it runs a due pass and counts an eviction in the scorer's batch.
+        choice = self._choose_in_table(uniform, min_presentations, stale_threshold)
         if choice > 0:
             sampled = self._sampled_hashes
-            hashed = table.chosen_label_hash
+            hashed = self._table.chosen_label_hash
             sampled[hashed] = sampled.get(hashed, 0) + 1
         elif choice < 0:
-            hashed = table.chosen_label_hash
+            hashed = self._table.chosen_label_hash
             self._label_evicted(self._labels_by_hash.get(hashed) or self._label_for_hash(hashed))
         return choice
 
@@ -374,12 +384,9 @@ class LearningProgressAlgorithm(StatsLogger):
             task_id = check_task_id(task_id)
         if type(score) is not float or not -_INF < score < _INF:
             score = check_finite("score", score)
-        # The row update, the tracker's running totals and the scorer's batch count
-        # in one table call, with no Python frame of theirs: this runs once per episode.
-        tracker = self.task_tracker
-        if self._table.update_tracked(
-            task_id, score, tracker.ema_alpha, self._bidirectional, tracker.totals, self._batch
-        ) < 0:
+        # table.update_tracked: the row update, the tracker's running totals and the
+        # scorer's batch count in one call, with no Python frame of theirs.
+        if self._update_in_table(task_id, score) < 0:
             self._late_updates += 1
 
     # -- label bookkeeping ------------------------------------------------------------------------
