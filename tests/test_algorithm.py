@@ -415,3 +415,44 @@ def test_shared_algorithm_is_cleaned_up_when_collected(engine: str, session_id: 
     del algorithm
     gc.collect()
     assert not segment_exists(session_id)
+
+
+@pytest.mark.parametrize(
+    ("task_id", "score", "error", "message"),
+    [
+        (True, 0.5, TypeError, "task ids must be ints"),
+        (5.0, 0.5, TypeError, "task ids must be ints"),
+        ("5", 0.5, TypeError, "task ids must be ints"),
+        (0, 0.5, ValueError, r"task ids must be in \[1, 2\*\*53\)"),
+        (2**53, 0.5, ValueError, r"task ids must be in \[1, 2\*\*53\)"),
+        (2**70, 0.5, ValueError, r"task ids must be in \[1, 2\*\*53\)"),
+        (5, float("nan"), ValueError, "score must be finite"),
+        (5, float("-inf"), ValueError, "score must be finite"),
+        (5, "0.5", TypeError, "score must be a real number"),
+    ],
+)
+def test_update_refuses_bad_input_and_changes_nothing(engine: str, task_id: Any, score: Any, error: type,
+                                                       message: str) -> None:
+    """The per-episode update checks in the table call; both engines refuse alike."""
+    algorithm = make(engine)
+    create(algorithm, 5)
+    algorithm.update_task_performance(5, 1.0)
+    before = (algorithm.task_tracker.get_task_stats(5), algorithm.task_tracker.get_global_stats(),
+              algorithm.scorer.batch.events)
+    with pytest.raises(error, match=message):
+        algorithm.update_task_performance(task_id, score)
+    after = (algorithm.task_tracker.get_task_stats(5), algorithm.task_tracker.get_global_stats(),
+             algorithm.scorer.batch.events)
+    before[0].pop("age_seconds"), after[0].pop("age_seconds")
+    assert after == before
+
+
+def test_update_accepts_numpy_and_int_values(engine: str) -> None:
+    import numpy as np
+
+    algorithm = make(engine)
+    create(algorithm, 5)
+    algorithm.update_task_performance(np.int64(5), np.float32(0.5))
+    algorithm.update_task_performance(5, 1)
+    stats = algorithm.task_tracker.get_global_stats()
+    assert stats == {"mean_score": 0.75, "total_completions": 2}

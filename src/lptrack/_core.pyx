@@ -18,6 +18,8 @@ from cpython.buffer cimport (
     PyObject_GetBuffer,
 )
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize
+from cpython.float cimport PyFloat_AS_DOUBLE, PyFloat_CheckExact
+from cpython.long cimport PyLong_AsLongLongAndOverflow, PyLong_CheckExact
 from cpython.object cimport PyObject_IsTrue
 from cpython.tuple cimport PyTuple_Check, PyTuple_GET_ITEM, PyTuple_GET_SIZE
 from libc.math cimport NAN, isfinite
@@ -37,7 +39,7 @@ cimport lptrack.lpt_update as upd
 cimport lptrack.lpt_crash as crash
 cimport lptrack.lpt_liveness as live
 
-from lptrack._table import check_percentile, check_uniform
+from lptrack._table import check_finite, check_percentile, check_task_id, check_uniform
 from lptrack.errors import LayoutMismatchError, LockReentryError, LockTimeoutError, SegmentError
 
 cnp.import_array()
@@ -1039,9 +1041,24 @@ cdef class _BoundUpdate:
     cdef RunningTotals _totals
     cdef BatchCounter _batch
 
-    def update(self, int64_t task_id, double score):
-        """``update_tracked(task_id, score, <the bound rest>)``: the slot, or -1."""
-        return self._table._update_tracked(task_id, score, &self._params, self._totals, self._batch)
+    def update(self, task_id, score):
+        """``update_tracked(task_id, score, <the bound rest>)``: the slot, or -1.
+        Takes the caller's values as they come and refuses bad ones as
+        lptrack._table's check_task_id and check_finite do (the same errors)."""
+        cdef long long tid
+        cdef int overflow = 0
+        cdef double value
+        if PyLong_CheckExact(task_id):
+            tid = PyLong_AsLongLongAndOverflow(task_id, &overflow)
+            if overflow or tid < 1 or tid > seg.LPT_MAX_TASK_ID:
+                tid = check_task_id(task_id)
+        else:
+            tid = check_task_id(task_id)
+        if PyFloat_CheckExact(score) and isfinite(PyFloat_AS_DOUBLE(score)):
+            value = PyFloat_AS_DOUBLE(score)
+        else:
+            value = check_finite("score", score)
+        return self._table._update_tracked(tid, value, &self._params, self._totals, self._batch)
 
 
 @cython.final

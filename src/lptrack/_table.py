@@ -25,8 +25,10 @@ Conventions shared by both engines:
 from __future__ import annotations
 
 import abc
-from contextlib import AbstractContextManager
+import math
+import numbers
 from collections.abc import Callable
+from contextlib import AbstractContextManager
 from typing import NamedTuple
 
 import numpy as np
@@ -54,6 +56,33 @@ P_SLOW = 14
 P_TRUE = 15
 RANDOM_BASELINE = 16
 LABEL_HASH = 17
+
+
+#: Task ids are ints in [1, MAX_TASK_ID): every one is exact as a float64 row value.
+MAX_TASK_ID = 2**53
+
+
+def check_task_id(task_id: object) -> int:
+    """``task_id`` as an int in [1, 2**53): TypeError for non-ints (bool, float), ValueError out of range."""
+    if type(task_id) is not int:
+        if isinstance(task_id, (bool, np.bool_)) or not isinstance(task_id, numbers.Integral):
+            raise TypeError(f"task ids must be ints, got {type(task_id).__name__} {task_id!r}")
+        task_id = int(task_id)
+    if not 1 <= task_id < MAX_TASK_ID:
+        raise ValueError(f"task ids must be in [1, 2**53), got {task_id}")
+    return task_id
+
+
+def check_finite(name: str, value: object) -> float:
+    """``value`` as a finite float: TypeError for non-numbers, ValueError for NaN/inf."""
+    if type(value) is float and math.isfinite(value):  # the hot path: skip the ABC check
+        return value
+    if not isinstance(value, numbers.Real):
+        raise TypeError(f"{name} must be a real number, got {type(value).__name__} {value!r}")
+    result = float(value)
+    if not math.isfinite(result):
+        raise ValueError(f"{name} must be finite, got {value!r}")
+    return result
 
 
 def check_uniform(uniform: float) -> None:
@@ -290,10 +319,14 @@ class Table(abc.ABC):
         batch: BatchCounter | None = None,
     ) -> Callable[[int, float], int]:
         """``update_tracked`` with all but the task and the score bound (the algorithm
-        calls it once per episode; engines may bind in C)."""
+        calls it once per episode; engines may bind in C).  The callable takes the
+        caller's values as they come: check_task_id and check_finite("score") refuse
+        bad ones."""
 
         def update(task_id: int, score: float) -> int:
-            return self.update_tracked(task_id, score, ema_alpha, bidirectional, totals, batch)
+            return self.update_tracked(
+                check_task_id(task_id), check_finite("score", score), ema_alpha, bidirectional, totals, batch
+            )
 
         return update
 

@@ -8,7 +8,6 @@ the label strings) are shared.
 
 from __future__ import annotations
 
-import math
 import time
 import weakref
 from collections.abc import Iterable, Mapping
@@ -18,21 +17,12 @@ import numpy as np
 
 from lptrack import _table as col
 from lptrack._lpmath import gini
-from lptrack._table import TRACKED
+from lptrack._table import MAX_TASK_ID, TRACKED, check_task_id
 from lptrack.config import LearningProgressConfig
 from lptrack.scorers import BasicLPScorer, BidirectionalLPScorer, LPScorer
-from lptrack.tracker import (
-    MAX_TASK_ID,
-    bidirectional_params,
-    check_capacity,
-    check_finite,
-    check_task_id,
-    create_task_tracker,
-    label_hash,
-)
+from lptrack.tracker import bidirectional_params, check_capacity, create_task_tracker, label_hash
 
 UNKNOWN_LABEL = "unknown"
-_INF = math.inf  # a module global: one lookup on the per-episode path instead of two
 
 
 class StatsLogger:
@@ -380,12 +370,8 @@ class LearningProgressAlgorithm(StatsLogger):
 
     def update_task_performance(self, task_id: int, score: float) -> None:
         """Record a score; a score for a task no longer tracked is ignored and counted as late."""
-        if type(task_id) is not int or not 0 < task_id < MAX_TASK_ID:
-            task_id = check_task_id(task_id)
-        if type(score) is not float or not -_INF < score < _INF:
-            score = check_finite("score", score)
-        # table.update_tracked: the row update, the tracker's running totals and the
-        # scorer's batch count in one call, with no Python frame of theirs.
+        # table.update_tracked, which also checks task_id and score: the row update,
+        # the tracker's running totals and the scorer's batch count in one call.
         if self._update_in_table(task_id, score) < 0:
             self._late_updates += 1
 

@@ -26,12 +26,17 @@ import numpy as np
 
 from lptrack import _table as col
 from lptrack._engines import DEFAULT_ENGINE, make_table
-from lptrack._table import ROW_WIDTH, BidirectionalParams, DistributionParams, Table
+from lptrack._table import (
+    ROW_WIDTH,
+    BidirectionalParams,
+    DistributionParams,
+    Table,
+    check_finite,
+    check_task_id,
+)
 from lptrack.config import new_session_id
 from lptrack.errors import PoolFullError
 
-#: Task ids are ints in [1, MAX_TASK_ID): every one is exact as a float64 row value.
-MAX_TASK_ID = 2**53
 _LABEL_HASH_MASK = (1 << 53) - 1
 #: Threshold of a task created by an update (SPEC: ``success_threshold or 0.5``).
 _UPDATE_CREATE_THRESHOLD = 0.5
@@ -115,29 +120,6 @@ def bidirectional_params(config: Any) -> BidirectionalParams:
 
 
 # -- validation ------------------------------------------------------------------------------
-def check_task_id(task_id: object) -> int:
-    """``task_id`` as an int in [1, 2**53): TypeError for non-ints (bool, float), ValueError out of range."""
-    if type(task_id) is not int:
-        if isinstance(task_id, (bool, np.bool_)) or not isinstance(task_id, numbers.Integral):
-            raise TypeError(f"task ids must be ints, got {type(task_id).__name__} {task_id!r}")
-        task_id = int(task_id)
-    if not 1 <= task_id < MAX_TASK_ID:
-        raise ValueError(f"task ids must be in [1, 2**53), got {task_id}")
-    return task_id
-
-
-def check_finite(name: str, value: object) -> float:
-    """``value`` as a finite float: TypeError for non-numbers, ValueError for NaN/inf."""
-    if type(value) is float and math.isfinite(value):  # the hot path: skip the ABC check
-        return value
-    if not isinstance(value, numbers.Real):
-        raise TypeError(f"{name} must be a real number, got {type(value).__name__} {value!r}")
-    result = float(value)
-    if not math.isfinite(result):
-        raise ValueError(f"{name} must be finite, got {value!r}")
-    return result
-
-
 def check_capacity(name: str, value: object) -> int:
     if isinstance(value, bool) or not isinstance(value, numbers.Integral):
         raise TypeError(f"{name} must be an int, got {value!r}")
