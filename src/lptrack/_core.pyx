@@ -39,7 +39,7 @@ cimport lptrack.lpt_update as upd
 cimport lptrack.lpt_crash as crash
 cimport lptrack.lpt_liveness as live
 
-from lptrack._table import check_finite, check_percentile, check_task_id, check_uniform
+from lptrack._table import THRESHOLD_RULES, check_finite, check_percentile, check_task_id, check_uniform
 from lptrack.errors import LayoutMismatchError, LockReentryError, LockTimeoutError, SegmentError
 
 cnp.import_array()
@@ -231,6 +231,22 @@ cdef int _read_bidirectional(object bidirectional, upd.lpt_update_params *p) exc
     p.slow_timescale = <object>PyTuple_GET_ITEM(bidirectional, 1)
     p.use_baseline_normalization = PyObject_IsTrue(<object>PyTuple_GET_ITEM(bidirectional, 2))
     return 0
+
+
+# Table.bind_choose's threshold rules.
+cdef enum:
+    _THRESHOLD_NEVER = 0
+    _THRESHOLD_ALWAYS = 1
+    _THRESHOLD_PER_BATCH = 2
+
+cdef int _threshold_rule(str threshold) except -1:
+    if threshold == "never":
+        return _THRESHOLD_NEVER
+    if threshold == "always":
+        return _THRESHOLD_ALWAYS
+    if threshold == "per_batch":
+        return _THRESHOLD_PER_BATCH
+    raise ValueError(f"threshold must be one of {THRESHOLD_RULES}, got {threshold!r}")
 
 
 cdef int _tracked_update_params(double ema_alpha, object bidirectional,
@@ -936,15 +952,19 @@ cdef class SegmentTable:
         """
         return self._choose(uniform, min_presentations, percentile, refresh_threshold, refresh, batch)
 
-    def bind_choose(self, double percentile, refresh=None, BatchCounter batch=None):
-        """``choose_pool_task`` with the percentile, the pass and the batch counter
-        bound: ``bind_choose(...)(uniform, min_presentations, refresh_threshold)``."""
+    def bind_choose(self, double percentile, refresh=None, BatchCounter batch=None,
+                    dict sampled=None, str threshold="per_batch"):
+        """``choose_pool_task`` with everything but the draw and min_presentations bound:
+        ``bind_choose(...)(uniform, min_presentations)`` (see Table.bind_choose)."""
         cdef _BoundChoose bound = _BoundChoose.__new__(_BoundChoose)
         _check_percentile(percentile)
         bound._table = self
         bound._percentile = percentile
         bound._refresh = refresh
         bound._batch = batch
+        bound._sampled = sampled
+        bound._threshold_rule = _threshold_rule(threshold)
+        bound._threshold_epoch = -1
         return bound.choose
 
     cdef int64_t _choose(self, double uniform, double min_presentations, double percentile,
@@ -1070,9 +1090,23 @@ cdef class _BoundChoose:
     cdef double _percentile
     cdef object _refresh
     cdef BatchCounter _batch
+    cdef dict _sampled
+    cdef int _threshold_rule
+    cdef long long _threshold_epoch
 
-    def choose(self, double uniform, double min_presentations, bint refresh_threshold):
-        """``choose_pool_task(uniform, min_presentations, <percentile>, refresh_threshold,
-        <refresh>, <batch>)``."""
-        return self._table._choose(uniform, min_presentations, self._percentile, refresh_threshold,
-                                   self._refresh, self._batch)
+    def choose(self, double uniform, double min_presentations):
+        """``choose_pool_task(uniform, min_presentations, <the bound rest>)``, the
+        threshold recomputed by the bound rule and a sampled task counted."""
+        cdef bint refresh_threshold = self._threshold_rule == _THRESHOLD_ALWAYS
+        cdef long long epoch
+        cdef int64_t choice
+        if self._threshold_rule == _THRESHOLD_PER_BATCH:
+            epoch = self._batch.epoch if self._batch is not None else 0
+            refresh_threshold = epoch != self._threshold_epoch
+            self._threshold_epoch = epoch
+        choice = self._table._choose(uniform, min_presentations, self._percentile, refresh_threshold,
+                                     self._refresh, self._batch)
+        if choice > 0 and self._sampled is not None:
+            key = self._table.chosen_label_hash
+            self._sampled[key] = self._sampled.get(key, 0) + 1
+        return choice

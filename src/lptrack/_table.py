@@ -34,6 +34,8 @@ from typing import NamedTuple
 import numpy as np
 
 ROW_WIDTH = 18
+#: When ``Table.bind_choose``'s chooser recomputes the eviction threshold.
+THRESHOLD_RULES = ("never", "always", "per_batch")
 #: What ``claim(..., new_only=True)`` returns for a task already tracked.
 TRACKED = -2
 
@@ -398,14 +400,35 @@ class Table(abc.ABC):
         """
 
     def bind_choose(
-        self, percentile: float, refresh: DistributionParams | None = None, batch: BatchCounter | None = None
-    ) -> Callable[[float, float, bool], int]:
-        """``choose_pool_task`` with the percentile, the pass and the batch counter bound:
-        ``bind_choose(...)(uniform, min_presentations, refresh_threshold)``."""
-        check_percentile(percentile)
+        self,
+        percentile: float,
+        refresh: DistributionParams | None = None,
+        batch: BatchCounter | None = None,
+        sampled: dict[int, int] | None = None,
+        threshold: str = "per_batch",
+    ) -> Callable[[float, float], int]:
+        """``choose_pool_task`` with all but the draw and min_presentations bound:
+        ``bind_choose(...)(uniform, min_presentations)``.
 
-        def choose(uniform: float, min_presentations: float, refresh_threshold: bool) -> int:
-            return self.choose_pool_task(uniform, min_presentations, percentile, refresh_threshold, refresh, batch)
+        ``threshold`` says when the eviction threshold is recomputed first:
+        "always", "per_batch" (once per ``batch`` epoch) or "never" (the pass keeps
+        it current).  A sampled task is counted in ``sampled`` by label hash.
+        """
+        check_percentile(percentile)
+        if threshold not in THRESHOLD_RULES:
+            raise ValueError(f"threshold must be one of {THRESHOLD_RULES}, got {threshold!r}")
+        threshold_epoch = [-1]
+
+        def choose(uniform: float, min_presentations: float) -> int:
+            refresh_threshold = threshold == "always"
+            if threshold == "per_batch":
+                epoch = batch.epoch if batch is not None else 0
+                refresh_threshold = epoch != threshold_epoch[0]
+                threshold_epoch[0] = epoch
+            choice = self.choose_pool_task(uniform, min_presentations, percentile, refresh_threshold, refresh, batch)
+            if choice > 0 and sampled is not None:
+                sampled[self.chosen_label_hash] = sampled.get(self.chosen_label_hash, 0) + 1
+            return choice
 
         return choose
 

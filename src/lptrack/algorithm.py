@@ -151,7 +151,14 @@ class LearningProgressAlgorithm(StatsLogger):
         self._update_in_table = self._table.bind_update(
             tracker.ema_alpha, self._bidirectional, tracker.totals, self._batch
         )
-        self._choose_in_table = self._table.bind_choose(self._percentile, self._refresh_params, self._batch)
+        # When the eviction threshold is recomputed (the rule of _refresh_threshold).
+        if self._exact_threshold:
+            threshold = "always"
+        else:
+            threshold = "never" if self.scorer.bidirectional else "per_batch"
+        self._choose_in_table = self._table.bind_choose(
+            self._percentile, self._refresh_params, self._batch, self._sampled_hashes, threshold
+        )
 
     def __getstate__(self) -> dict[str, Any]:
         state = self.__dict__.copy()
@@ -210,17 +217,11 @@ class LearningProgressAlgorithm(StatsLogger):
         has room (create a task), ``-task_id`` after evicting that task (create
         one next), else a pool task sampled by score, counted as sampled (as
         ``on_task_sampled``); O(log pool size), ``uniform`` in [0, 1)."""
-        # _refresh_threshold's answer, its frame skipped within a batch (the common case).
-        stale_threshold = self._exact_threshold or (
-            self._batch.epoch != self._threshold_epoch and self._refresh_threshold()
-        )
-        # table.choose_pool_task: it runs a due pass and counts an eviction in the scorer's batch.
-        choice = self._choose_in_table(uniform, min_presentations, stale_threshold)
-        if choice > 0:
-            sampled = self._sampled_hashes
-            hashed = self._table.chosen_label_hash
-            sampled[hashed] = sampled.get(hashed, 0) + 1
-        elif choice < 0:
+        # table.choose_pool_task, bound: it recomputes the eviction threshold when
+        # _refresh_threshold would, runs a due pass, counts an eviction in the
+        # scorer's batch and a sample in _sampled_hashes.
+        choice = self._choose_in_table(uniform, min_presentations)
+        if choice < 0:
             hashed = self._table.chosen_label_hash
             self._label_evicted(self._labels_by_hash.get(hashed) or self._label_for_hash(hashed))
         return choice
