@@ -8,6 +8,7 @@ the label strings) are shared.
 
 from __future__ import annotations
 
+import operator
 import time
 import weakref
 from collections.abc import Iterable, Mapping
@@ -252,10 +253,9 @@ class LearningProgressAlgorithm(StatsLogger):
                 self._labels_by_hash[hashed] = label
         return label
 
-    @property
-    def chosen_slot(self) -> int:
-        """The slot of the task the last ``choose_pool_task`` sampled or evicted (-1: none)."""
-        return self._table.chosen_slot
+    #: The slot of the task the last ``choose_pool_task`` sampled or evicted (-1: none).
+    #: (An attrgetter, not a def: read once per adopted task, it needs no Python frame.)
+    chosen_slot = property(operator.attrgetter("_table.chosen_slot"))
 
     def _refresh_threshold(self) -> bool:
         """Whether the table must recompute the eviction threshold first: always at batch
