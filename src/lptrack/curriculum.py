@@ -50,6 +50,7 @@ class _DefaultEnvConfig:
     """The environment config a task gets when no ``task_factory`` is given."""
 
     label = "default"
+    __slots__ = ("task_id",)  # one is made per task created or adopted
 
     def __init__(self, task_id: int) -> None:
         self.task_id = task_id
