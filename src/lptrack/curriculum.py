@@ -251,8 +251,8 @@ class Curriculum:
             if choice < 0:
                 self._tasks.pop(-choice, None)
                 self._evicted += 1
-            # Ids are 53 random bits: meeting a tracked one is too rare (about pool / 2**53)
-            # to pay a lookup per creation; if it happens, that task is handed out again.
+            # Ids are 53 random bits; meeting a tracked one (about pool / 2**53 a creation)
+            # re-creates that task (add_pool_task) and hands it out again.
             task_id = self._rng.getrandbits(TASK_ID_BITS) or 1  # in [1, 2**53)
             task = CurriculumTask(task_id, self._task_factory(task_id))
             slot = self._algorithm.add_pool_task(task, sampled=True)
