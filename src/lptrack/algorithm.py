@@ -118,8 +118,8 @@ class LearningProgressAlgorithm(StatsLogger):
         self._late_updates = 0
         self._label_task_counts: dict[str, int] = {}
         self._sampling_counts: dict[str, int] = {}
-        # choose_pool_task counts samples by label hash (one dict update per episode);
-        # _label_sampling_counts folds them into _sampling_counts when read.
+        # The bound chooser (_bind_table_calls) counts samples here by label hash,
+        # in C; _label_sampling_counts folds them into _sampling_counts when read.
         self._sampled_hashes: dict[int, int] = {}
         self._label_eviction_counts: dict[str, int] = {}  # cumulative
         self._epoch_eviction_counts: dict[str, int] = {}
