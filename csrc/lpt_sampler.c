@@ -6,9 +6,6 @@
 
 #include "lpt_status.h"
 
-/* Fenwick updates between two rebuilds, beyond which the next update
- * rebuilds (bounds rounding drift where no distribution pass runs). */
-#define REBUILD_AFTER_OPS(capacity) (4 * (uint64_t)(capacity) + 4096)
 
 int64_t lpt_sampler_tree_leaves(uint64_t capacity)
 {
@@ -20,9 +17,9 @@ int64_t lpt_sampler_tree_leaves(uint64_t capacity)
 
 uint64_t lpt_sampler_region_bytes(uint64_t capacity)
 {
-    /* weights, Fenwick tree, evict keys, scratch; evict tree; mature flags */
-    return capacity * (4 * sizeof(double) + sizeof(uint8_t))
-           + 2 * (uint64_t)lpt_sampler_tree_leaves(capacity) * sizeof(int64_t);
+    /* weights, evict keys, scratch; the weight tree and the evict tree; mature flags */
+    return capacity * (3 * sizeof(double) + sizeof(uint8_t))
+           + 2 * (uint64_t)lpt_sampler_tree_leaves(capacity) * (sizeof(double) + sizeof(int64_t));
 }
 
 /* -- scores ---------------------------------------------------------------- */
@@ -134,15 +131,14 @@ void lpt_sampler_rebuild_locked(lpt_segment *seg)
         seg->weights[slot] = used ? row_score(h, row) : 0.0;
         seg->mature[slot] = (uint8_t)(used && row_mature(h, row));
         mature += seg->mature[slot];
-        seg->tree[slot] = draw_weight(seg->weights[slot]);
     }
-    for (int64_t i = 1; i <= cap; i++) {
-        const int64_t parent = i + (i & -i);
-        if (parent <= cap)
-            seg->tree[parent - 1] += seg->tree[i - 1];
-    }
+    const int64_t leaves = seg->evict_leaves;
+    for (int64_t slot = 0; slot < leaves; slot++)
+        seg->tree[leaves + slot] = slot < cap ? draw_weight(seg->weights[slot]) : 0.0;
+    for (int64_t i = leaves - 1; i >= 1; i--)
+        seg->tree[i] = seg->tree[2 * i] + seg->tree[2 * i + 1];
+    seg->tree[0] = 0.0;
     h->n_mature = mature;
-    h->sampler_ops = 0;
     evict_tree_rebuild(seg);
 }
 
@@ -174,12 +170,13 @@ void lpt_sampler_refresh_locked(lpt_segment *seg, int64_t slot)
     }
     if (delta == 0.0)
         return;
-    if (++h->sampler_ops > REBUILD_AFTER_OPS(seg->capacity)) {
-        lpt_sampler_rebuild_locked(seg);
-        return;
-    }
-    for (int64_t i = slot + 1; i <= seg->capacity; i += i & -i)
-        seg->tree[i - 1] += delta;
+    /* Each node is recomputed from its children, never adjusted by a delta: a
+     * sum of non-negative weights is exact enough that a tiny weight next to
+     * a large one is never cancelled away (0.1 -> 1e-40 leaves 1e-40). */
+    int64_t i = seg->evict_leaves + slot;
+    seg->tree[i] = draw_weight(weight);
+    for (i >>= 1; i >= 1; i >>= 1)
+        seg->tree[i] = seg->tree[2 * i] + seg->tree[2 * i + 1];
 }
 
 int lpt_sampler_configure_locked(lpt_segment *seg, uint32_t mode, double exploration_bonus,
@@ -241,25 +238,25 @@ static int64_t sample_slot(const lpt_segment *seg, double uniform)
     const int64_t cap = seg->capacity;
     if (n == 0)
         return -1;
-    int64_t top = 1;
-    while (top * 2 <= cap)
-        top *= 2;
-    double total = 0.0;
-    for (int64_t i = cap; i > 0; i -= i & -i)
-        total += seg->tree[i - 1];
-    if (total > 0.0) {
-        /* The largest prefix whose sum is <= target: the slot after it is
-         * the first whose cumulative weight exceeds the target. */
-        double target = uniform * total;
-        int64_t pos = 0;
-        for (int64_t step = top; step > 0; step >>= 1) {
-            if (pos + step <= cap && seg->tree[pos + step - 1] <= target) {
-                pos += step;
-                target -= seg->tree[pos - 1];
+    const int64_t leaves = seg->evict_leaves;
+    if (seg->tree[1] > 0.0) {
+        /* The first slot whose cumulative weight exceeds the target: left while
+         * the target falls in the left subtree's sum (or the right one is
+         * empty, where rounding left the target at the boundary). */
+        double target = uniform * seg->tree[1];
+        int64_t i = 1;
+        while (i < leaves) {
+            const double left = seg->tree[2 * i];
+            if (target < left || !(seg->tree[2 * i + 1] > 0.0)) {
+                i = 2 * i;
+            } else {
+                target -= left;
+                i = 2 * i + 1;
             }
         }
-        if (pos < cap && draw_weight(seg->weights[pos]) > 0.0)
-            return pos;
+        const int64_t slot = i - leaves;
+        if (slot < cap && draw_weight(seg->weights[slot]) > 0.0)
+            return slot;
     }
     /* Clamped, so that no uniform (callers check [0, 1)) reads outside the list. */
     int64_t position = uniform > 0.0 ? (int64_t)(uniform * (double)n) : 0;

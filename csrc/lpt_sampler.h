@@ -1,5 +1,5 @@
-/* lpt_sampler.h: task scores, the sampling weights of every slot (a Fenwick
- * tree in the segment, shared by every process), O(log n) sampling, and the
+/* lpt_sampler.h: task scores, the sampling weights of every slot (a sum tree
+ * in the segment, shared by every process), O(log n) sampling, and the
  * eviction rule (SPEC.md, score_task and recommend_eviction).
  *
  * Keep in sync with src/lptrack/lpt_sampler.pxd.
@@ -10,14 +10,15 @@
  * sqrt(max(0, ema_squared - reward_ema^2)) (basic); 0 for a free slot.  Every
  * change to a row calls lpt_sampler_refresh_locked (O(log capacity)), so the
  * tree always holds the current weights; the distribution pass rebuilds it in
- * O(capacity), which also discards accumulated rounding.
+ * O(capacity).
  *
  * The sampler region, at layout.off_sampler: weights[capacity] double, then
- * tree[capacity] double (Fenwick, node i at tree[i - 1]), then
- * evict_key[capacity] double (the weight of an evictable task, else +inf),
- * evict_tree[2 * leaves] int64 (a tournament tree over slots: node i holds
- * the best slot of its subtree by (evict_key, active position), -1 for none;
- * leaves = the power of two >= capacity, leaf of slot s at leaves + s),
+ * tree[2 * leaves] double (node i holds the sum of its children 2i and 2i + 1,
+ * the root is node 1, the leaf of slot s is leaves + s, the weight clamped at
+ * 0; leaves = the power of two >= capacity), then evict_key[capacity] double
+ * (the weight of an evictable task, else +inf), evict_tree[2 * leaves] int64
+ * (a tournament tree over slots: node i holds the best slot of its subtree
+ * by (evict_key, active position), -1 for none; the same leaf numbering),
  * scratch[capacity] double (for the threshold), then mature[capacity] uint8
  * (1 while the slot's task would make a stale bidirectional scorer
  * recompute: active and count >= min_samples_for_lp).
@@ -57,7 +58,7 @@ int64_t lpt_scores_locked(const lpt_segment *seg, const int64_t *ids, int64_t n,
 /* Whether any id (any tracked task when ids is NULL) is mature. */
 int lpt_any_mature_locked(const lpt_segment *seg, const int64_t *ids, int64_t n);
 
-/* A task drawn with probability weight / total by Fenwick descent, `uniform`
+/* A task drawn with probability weight / total by a sum-tree descent, `uniform`
  * in [0, 1); uniform over the active list when the total is not positive (or
  * rounding lands on an empty slot).  0 when the pool is empty. */
 int64_t lpt_sample_locked(const lpt_segment *seg, double uniform);

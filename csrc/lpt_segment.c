@@ -108,10 +108,10 @@ static void view(void *base, const lpt_layout *l, lpt_segment *seg)
     seg->undo = undo_area(seg, 0);
     seg->procs = (_Atomic uint64_t *)(b + l->off_procs);
     seg->row_seq = (_Atomic uint64_t *)(b + l->off_row_seq);
+    seg->evict_leaves = lpt_sampler_tree_leaves(l->capacity);
     seg->weights = (double *)(b + l->off_sampler);
     seg->tree = seg->weights + l->capacity;
-    seg->evict_key = seg->tree + l->capacity;
-    seg->evict_leaves = lpt_sampler_tree_leaves(l->capacity);
+    seg->evict_key = seg->tree + 2 * seg->evict_leaves;
     seg->evict_tree = (int64_t *)(seg->evict_key + l->capacity);
     seg->scratch = (double *)(seg->evict_tree + 2 * seg->evict_leaves);
     seg->mature = (uint8_t *)(seg->scratch + l->capacity);

@@ -27,7 +27,7 @@
  *   row seq      capacity x uint64: each row's sequence number, odd while the
  *                row is being written, so readers copy rows without the lock
  *                and never see half of a change (lpt_read_row)
- *   sampler      each slot's sampling weight, a Fenwick tree of them and a
+ *   sampler      each slot's sampling weight, a sum tree of them and a
  *                per-slot flag (lpt_sampler.h)
  *   rows         capacity x row_width x float64, 64-byte aligned: the source
  *                of truth; everything above except labels is rebuilt from them
@@ -55,7 +55,7 @@
 #define LPT_LAYOUT_VERSION 4u
 #define LPT_HEADER_BYTES 1024u
 #define LPT_ALIGNMENT 64u
-#define LPT_HEADER_FIELDS_BYTES 312u /* checked in lpt_segment.c */
+#define LPT_HEADER_FIELDS_BYTES 304u /* checked in lpt_segment.c */
 
 /* Row columns the C core reads or writes (the full list is in SPEC.md). */
 enum lpt_column {
@@ -195,8 +195,7 @@ typedef struct lpt_header {
     _Alignas(LPT_ALIGNMENT) _Atomic uint64_t generation; /* bumped on every pool-membership change */
     _Atomic uint64_t n_active;
     uint64_t free_top;
-    uint64_t n_mature;    /* active tasks with count >= min_samples_for_lp */
-    uint64_t sampler_ops; /* weight changes since the tree was last rebuilt */
+    uint64_t n_mature; /* active tasks with count >= min_samples_for_lp */
     _Atomic uint64_t n_lock_waits; /* acquisitions that found the lock busy */
     uint32_t last_recovered_op;
     uint32_t hot_reserved;

@@ -410,3 +410,25 @@ def test_sampling_draw_out_of_range_is_refused(engine: str, uniform: float) -> N
         table.choose_pool_task(uniform, 0, 0.4, True)
     assert len(table) == 2
     table.close()
+
+
+@pytest.mark.parametrize("tiny", [1e-41, 5e-324, 1e-300])
+def test_a_tiny_weight_next_to_a_large_one_is_still_drawn(engine: str, tiny: float) -> None:
+    """A weight falling from 0.1 to a tiny value must not be cancelled away in the
+    sampler's sums (hypothesis found 0.1 -> 9.5e-42 sampling another task)."""
+    from lptrack import TaskTracker
+
+    tracker = TaskTracker(max_memory_tasks=8, ema_alpha=0.1, engine=engine)
+    try:
+        tracker.configure_scoring(True, 0.1, 2)  # bidirectional, bonus 0.1, mature at 2 samples
+        tracker.track_task_creation(1280)
+        for _ in range(2):
+            tracker.update_task_performance(1280, 0.0)  # mature, lp_score 0: weight 0
+        tracker.track_task_creation(1)
+        tracker.update_task_performance(1, 0.0, lp_score=tiny)  # weight: the bonus, 0.1
+        tracker.update_task_performance(1, 0.0)  # mature: weight lp_score, tiny
+        assert tracker.table.scores(np.array([1, 1280], dtype=np.int64)).tolist() == [tiny, 0.0]
+        for uniform in (0.0, 0.5, 0.999):
+            assert tracker.table.sample(uniform) == 1
+    finally:
+        tracker.cleanup_shared_memory()

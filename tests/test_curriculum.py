@@ -175,7 +175,7 @@ def test_sampling_follows_the_scores(engine: str) -> None:
 
 
 def test_sample_matches_a_brute_force_cumulative_sum_under_churn() -> None:
-    """The native Fenwick tree, maintained by O(log n) updates through claims,
+    """The native sum tree, maintained by O(log n) updates through claims,
     releases, updates and lp_score writes, against sums over all slots."""
     rng = random.Random(5)
     capacity = 64

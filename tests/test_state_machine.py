@@ -134,7 +134,7 @@ class EnginesAgree(RuleBasedStateMachine):
         assert (expected == 0) == (actual == 0) == (not pool)
         if pool and not self.near_a_boundary(uniform):
             assert expected == actual
-        else:  # a cumulative-sum and a Fenwick tree may round a boundary to either side
+        else:  # a cumulative sum and a sum tree may round a boundary to either side
             assert actual == expected or actual in pool
 
     def near_a_boundary(self, uniform: float) -> bool:

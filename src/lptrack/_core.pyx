@@ -928,7 +928,7 @@ cdef class SegmentTable:
         return best
 
     def sample(self, double uniform):
-        """A task drawn with probability proportional to its score (Fenwick
+        """A task drawn with probability proportional to its score (sum-tree
         descent, O(log capacity)), ``uniform`` in [0, 1); 0 when the pool is empty."""
         cdef int64_t task_id
         _check_uniform(uniform)

@@ -343,7 +343,7 @@ class Table(abc.ABC):
     # task is *mature* when a stale bidirectional scorer asked for its score
     # would recompute: active with completion_count >= min_samples_for_lp.
     # Scores are kept current on every row change (the native engine keeps
-    # them in a Fenwick tree over slots, so sampling is O(log capacity)).
+    # them in a sum tree over slots, so sampling is O(log capacity)).
     @abc.abstractmethod
     def configure_scoring(self, bidirectional: bool, exploration_bonus: float, min_samples_for_lp: float) -> None:
         """Set the score rule (bidirectional, else basic) for every process of the table."""
