@@ -164,9 +164,10 @@ typedef struct lpt_header {
     lpt_layout layout;
 
     /* Processes sharing a segment take turns holding its lock; each cache line
-     * a hold writes then moves between their cores.  So what a hold reads is
-     * kept apart from what it writes, and what it writes fits in two lines:
-     * the hot line and the lock's. */
+     * a hold writes then moves between their cores.  So the header fields that
+     * holds read are kept apart from those they write, and the written ones
+     * fit in two lines, the hot line and the lock's (each process's undo
+     * record is in its own lines, lpt_undo_area). */
 
     /* liveness (lpt_liveness.h), lock-free: set once the registry overflowed
      * (the segment is then never judged stale), and once the segment was
