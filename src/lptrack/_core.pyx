@@ -340,6 +340,7 @@ cdef class SegmentTable:
 
     def __cinit__(self, *args, **kwargs):
         self._seg.header = NULL
+        self.chosen_slot = -1
         self.lock_timeout = DEFAULT_LOCK_TIMEOUT
 
     # -- binding --------------------------------------------------------------
