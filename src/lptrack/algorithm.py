@@ -130,8 +130,14 @@ class LearningProgressAlgorithm(StatsLogger):
         self._registered_labels: set[str] = set()
         self._table = self.task_tracker.table
         self._percentile = self.hypers.eviction_threshold_percentile
-        # See _refresh_threshold: batch size 1 wants exact answers.
-        self._exact_threshold = self.hypers.perf_invalidation_batch_size == 1
+        # When the eviction threshold is recomputed (a Table.bind_choose rule): always
+        # at batch size 1, which wants exact answers; once per batch for the basic
+        # scorer, whose scores move with every update; otherwise the distribution
+        # pass keeps it current.
+        if self.hypers.perf_invalidation_batch_size == 1:
+            self._threshold_rule = "always"
+        else:
+            self._threshold_rule = "never" if self.scorer.bidirectional else "per_batch"
         self._threshold_epoch = -1
         # The scorer's batches and pass, which the hot path hands to the table.
         self._batch = self.scorer.batch
@@ -152,13 +158,8 @@ class LearningProgressAlgorithm(StatsLogger):
         self._update_in_table = self._table.bind_update(
             tracker.ema_alpha, self._bidirectional, tracker.totals, self._batch
         )
-        # When the eviction threshold is recomputed (the rule of _refresh_threshold).
-        if self._exact_threshold:
-            threshold = "always"
-        else:
-            threshold = "never" if self.scorer.bidirectional else "per_batch"
         self._choose_in_table = self._table.bind_choose(
-            self._percentile, self._refresh_params, self._batch, self._sampled_hashes, threshold
+            self._percentile, self._refresh_params, self._batch, self._sampled_hashes, self._threshold_rule
         )
 
     def __getstate__(self) -> dict[str, Any]:
@@ -258,16 +259,15 @@ class LearningProgressAlgorithm(StatsLogger):
     chosen_slot = property(operator.attrgetter("_table.chosen_slot"))
 
     def _refresh_threshold(self) -> bool:
-        """Whether the table must recompute the eviction threshold first: always at batch
-        size 1, once per batch for the basic scorer (its scores move with every update);
-        otherwise the distribution pass keeps it current."""
-        if self._exact_threshold:
-            return True
-        scorer = self.scorer
-        if scorer.batch_epoch == self._threshold_epoch:
+        """Whether recommend_pool_eviction's table call recomputes the eviction threshold
+        first, by ``_threshold_rule`` (the bound chooser applies the same rule in C)."""
+        if self._threshold_rule != "per_batch":
+            return self._threshold_rule == "always"
+        epoch = self._batch.epoch
+        if epoch == self._threshold_epoch:
             return False
-        self._threshold_epoch = scorer.batch_epoch
-        return not scorer.bidirectional
+        self._threshold_epoch = epoch
+        return True
 
     def should_evict_task(self, task_id: int, min_presentations: int) -> bool:
         """Always False: eviction goes through ``recommend_eviction``."""
@@ -301,11 +301,7 @@ class LearningProgressAlgorithm(StatsLogger):
                 # The first task of a label in this process registers its string for every process.
                 tracker.set_task_label(task_id, label)
                 self._registered_labels.add(label)
-            in_pool = self._label_task_counts.get(label, 0)
-            if in_pool:  # _label_joined_pool's common case, its frame skipped
-                self._label_task_counts[label] = in_pool + 1
-            else:
-                self._label_joined_pool(label)
+            self._label_joined_pool(label)
         if sampled:
             self._sampling_counts[label] = self._sampling_counts.get(label, 0) + 1
         return slot
@@ -341,11 +337,7 @@ class LearningProgressAlgorithm(StatsLogger):
         if label is not None:
             self._label_eviction_counts[label] = self._label_eviction_counts.get(label, 0) + 1
             self._epoch_eviction_counts[label] = self._epoch_eviction_counts.get(label, 0) + 1
-            remaining = self._label_task_counts.get(label, 0) - 1
-            if remaining > 0:  # _label_left_pool's common case, its frame skipped
-                self._label_task_counts[label] = remaining
-            else:
-                self._label_left_pool(label)
+            self._label_left_pool(label)
 
     def _label_joined_pool(self, label: str) -> None:
         self._label_task_counts[label] = self._label_task_counts.get(label, 0) + 1
