@@ -27,6 +27,8 @@ Every pool is warmed up until full and evicting (steady state) before timing.
 
 from __future__ import annotations
 
+import statistics
+
 import numpy as np
 import pytest
 
@@ -35,7 +37,6 @@ from lptrack._engines import make_table
 from lptrack._table import P_FAST, P_SLOW, P_TRUE, DistributionParams
 from lptrack.benchmark import (
     BenchConfig,
-    ScalingResult,
     SimulatedAgent,
     measure_session_scaling,
     run_episodes,
@@ -128,9 +129,9 @@ def test_episode_loop_1k_vs_discrete(benchmark, algorithm: str) -> None:
     finally:
         curriculum.close()
         discrete.close()
-    ratios = sorted(lp / d for lp, d in zip(lp_seconds, discrete_seconds))
-    benchmark.extra_info["ratio_to_discrete"] = ratios[len(ratios) // 2]
-    print(f"\n{algorithm}: {ratios[len(ratios) // 2]:.2f}x discrete (median of {len(ratios)} interleaved rounds)")
+    ratio = statistics.median(lp / d for lp, d in zip(lp_seconds, discrete_seconds))
+    benchmark.extra_info["ratio_to_discrete"] = ratio
+    print(f"\n{algorithm}: {ratio:.2f}x discrete (median of {len(lp_seconds)} interleaved rounds)")
 
 
 @pytest.mark.benchmark(group="processes")
@@ -138,7 +139,7 @@ def test_two_processes_on_one_session(benchmark) -> None:
     result = benchmark.pedantic(measure_session_scaling, kwargs={"rounds": 9}, rounds=1)
     benchmark.extra_info["shared_speedup"] = result.shared_speedup
     benchmark.extra_info["independent_speedup"] = result.independent_speedup
-    benchmark.extra_info["solo_episodes_per_second"] = ScalingResult._median(result.solo)
+    benchmark.extra_info["solo_episodes_per_second"] = statistics.median(result.solo)
     print(
         f"\n2 processes: sharing one session {result.shared_speedup:.2f}x one process, on separate "
         f"sessions {result.independent_speedup:.2f}x (medians of {len(result.solo)} interleaved rounds)"

@@ -22,6 +22,7 @@ import math
 import multiprocessing as mp
 import os
 import random
+import statistics
 import sys
 import time
 import uuid
@@ -89,10 +90,7 @@ class BenchResult:
         out: dict[str, Any] = {}
         medians: dict[str, float] = {}
         for algorithm, rows in self.by_algorithm().items():
-            rates = sorted(r.episodes_per_second for r in rows)
-            median = rates[len(rates) // 2] if len(rates) % 2 else 0.5 * (
-                rates[len(rates) // 2 - 1] + rates[len(rates) // 2]
-            )
+            median = statistics.median(r.episodes_per_second for r in rows)
             medians[algorithm] = median
             first, last = rows[0].episodes_per_second, rows[-1].episodes_per_second
             out[algorithm] = {
@@ -367,21 +365,15 @@ class ScalingResult:
     shared: list[float]
     independent: list[float]
 
-    @staticmethod
-    def _median(values: list[float]) -> float:
-        ordered = sorted(values)
-        middle = len(ordered) // 2
-        return ordered[middle] if len(ordered) % 2 else (ordered[middle - 1] + ordered[middle]) / 2
-
     @property
     def shared_speedup(self) -> float:
         """Median over rounds of (two sharing a session) / (one alone)."""
-        return self._median([s / o for s, o in zip(self.shared, self.solo)])
+        return statistics.median(s / o for s, o in zip(self.shared, self.solo))
 
     @property
     def independent_speedup(self) -> float:
         """Median over rounds of (two on separate sessions) / (one alone)."""
-        return self._median([i / o for i, o in zip(self.independent, self.solo)])
+        return statistics.median(i / o for i, o in zip(self.independent, self.solo))
 
 
 def _scaling_worker(session_id: str, worker: int, tasks: int, episodes: int, rounds: int,
