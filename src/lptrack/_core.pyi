@@ -161,7 +161,6 @@ class SegmentTable:
     def eviction_candidates(
         self, min_presentations: float, percentile: float, k: int
     ) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]: ...
-    refreshed: bool
     chosen_label_hash: int
     chosen_slot: int
     def pool_eviction_candidate(

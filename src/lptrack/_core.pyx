@@ -331,8 +331,6 @@ cdef class SegmentTable:
     cdef public double lock_timeout
     # This process's entry in the segment's process registry (0: none).
     cdef uint64_t _token
-    #: Whether the last choose_pool_task ran the distribution pass.
-    cdef readonly bint refreshed
     #: The label hash and slot of the task the last choose_pool_task evicted or
     #: sampled (0 and -1: none).
     cdef readonly int64_t chosen_label_hash
@@ -949,7 +947,7 @@ cdef class SegmentTable:
 
         ``refresh`` (DistributionParams) first runs the pass if any pool task
         has enough samples, and if ``batch`` is given only while it is stale
-        (then marked fresh); ``refreshed`` tells whether it ran.
+        (then marked fresh).
         """
         return self._choose(uniform, min_presentations, percentile, refresh_threshold, refresh, batch)
 
@@ -972,12 +970,13 @@ cdef class SegmentTable:
                          bint refresh_threshold, object refresh, BatchCounter batch) except? -1:
         cdef int64_t choice, slot
         cdef double label_hash
+        cdef bint refreshed = False
         cdef bint due = refresh is not None and (batch is None or batch.fresh_epoch != batch.epoch)
         _check_uniform(uniform)
         _check_percentile(percentile)
         self._acquire(self.lock_timeout)
         try:
-            self.refreshed = due and self._refresh_locked(refresh)
+            refreshed = due and self._refresh_locked(refresh)
             choice = smp.lpt_choose_locked(&self._seg, uniform, min_presentations, percentile,
                                            refresh_threshold, &label_hash, &slot)
         finally:
@@ -985,7 +984,7 @@ cdef class SegmentTable:
         self.chosen_label_hash = <int64_t>label_hash
         self.chosen_slot = slot
         if batch is not None:
-            if self.refreshed:
+            if refreshed:
                 batch.fresh_epoch = batch.epoch
             if choice < 0:
                 batch.count()

@@ -510,8 +510,7 @@ class PythonTable(Table):
     ) -> int:
         check_uniform(uniform)
         due = refresh is not None and (batch is None or batch.fresh_epoch != batch.epoch)
-        self.refreshed = due and self.refresh_distribution(refresh)
-        if self.refreshed and batch is not None:
+        if due and self.refresh_distribution(refresh) and batch is not None:
             batch.fresh_epoch = batch.epoch
         self.chosen_label_hash = 0
         self.chosen_slot = -1

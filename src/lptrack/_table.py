@@ -383,8 +383,6 @@ class Table(abc.ABC):
         recommend_eviction over ``active_ids()`` would pick them: eligible, at or
         below the percentile threshold, by (score, active position)."""
 
-    #: Whether the last ``choose_pool_task`` ran the distribution pass.
-    refreshed: bool = False
     #: The label hash and slot of the task the last ``choose_pool_task`` evicted or
     #: sampled (0 and -1: none).
     chosen_label_hash: int = 0
@@ -450,7 +448,7 @@ class Table(abc.ABC):
 
         ``refresh`` (DistributionParams) first runs the pass if any pool task has
         enough samples, and if ``batch`` is given only while it is stale (then
-        marked fresh); ``refreshed`` tells whether it ran."""
+        marked fresh)."""
 
     # -- lifecycle ------------------------------------------------------------
     @abc.abstractmethod
