@@ -17,6 +17,7 @@ static double reweight(double p, double theta)
     return numerator / denominator;
 }
 
+
 void lpt_distribution_locked(lpt_segment *seg, const lpt_distribution_params *p)
 {
     const int64_t n = (int64_t)atomic_load_explicit(&seg->header->n_active, memory_order_relaxed);
@@ -25,18 +26,23 @@ void lpt_distribution_locked(lpt_segment *seg, const lpt_distribution_params *p)
         return;
     const double theta = p->early_progress_amplification;
     const int reweighting = fabs(theta - 0.5) > 1e-6;
-    /* lp_score is the pass's scratch column: x lives there between steps. */
+    /* x lives in the sampler's scratch between steps, so the rows are read
+     * once and written once: a row's lines are often in another process's
+     * cache, and each visit to them is a transfer. */
+    double *x = seg->scratch;
     double sum = 0.0;
     for (int64_t i = 0; i < n; i++) {
-        double *row = lpt_row(seg, active[i]);
+        if (i + LPT_ROW_PREFETCH < n)
+            __builtin_prefetch(lpt_row(seg, active[i + LPT_ROW_PREFETCH]) + LPT_COL_P_FAST);
+        const double *row = lpt_row(seg, active[i]);
         const double fast = row[LPT_COL_P_FAST], slow = row[LPT_COL_P_SLOW];
         const double lp = reweighting ? fabs(reweight(fast, theta) - reweight(slow, theta))
                                       : fabs(fast - slow);
-        double x = lp + p->progress_smoothing;
+        double xi = lp + p->progress_smoothing;
         if (p->performance_bonus_weight > 0)
-            x = x + row[LPT_COL_P_TRUE] * p->performance_bonus_weight;
-        row[LPT_COL_LP_SCORE] = x;
-        sum += x;
+            xi = xi + row[LPT_COL_P_TRUE] * p->performance_bonus_weight;
+        x[i] = xi;
+        sum += xi;
     }
     double mean = 0.0, std = 0.0, scale = 0.0;
     int z_score = 0;
@@ -44,7 +50,7 @@ void lpt_distribution_locked(lpt_segment *seg, const lpt_distribution_params *p)
         mean = sum / (double)n;
         double squares = 0.0;
         for (int64_t i = 0; i < n; i++) {
-            const double deviation = lpt_row(seg, active[i])[LPT_COL_LP_SCORE] - mean;
+            const double deviation = x[i] - mean;
             squares += deviation * deviation;
         }
         std = sqrt(squares / (double)n);
@@ -54,21 +60,18 @@ void lpt_distribution_locked(lpt_segment *seg, const lpt_distribution_params *p)
     }
     double total = 0.0;
     for (int64_t i = 0; i < n; i++) {
-        double *row = lpt_row(seg, active[i]);
-        double x = row[LPT_COL_LP_SCORE];
+        double xi = x[i];
         if (z_score)
-            x = (x - mean) / std * p->z_score_amplification;
+            xi = (xi - mean) / std * p->z_score_amplification;
         else if (scale > 0)
-            x = x / scale;
-        x = x < -500.0 ? -500.0 : (x > 500.0 ? 500.0 : x);
-        x = 1.0 / (1.0 + exp(-x));
-        row[LPT_COL_LP_SCORE] = x;
-        total += x;
+            xi = xi / scale;
+        xi = xi < -500.0 ? -500.0 : (xi > 500.0 ? 500.0 : xi);
+        xi = 1.0 / (1.0 + exp(-xi));
+        x[i] = xi;
+        total += xi;
     }
-    for (int64_t i = 0; i < n; i++) {
-        double *row = lpt_row(seg, active[i]);
-        row[LPT_COL_LP_SCORE] = total > 0 ? row[LPT_COL_LP_SCORE] / total : 1.0 / (double)n;
-    }
+    for (int64_t i = 0; i < n; i++)
+        x[i] = total > 0 ? x[i] / total : 1.0 / (double)n;
     lpt_bump_locked(&seg->header->n_recomputations);
-    lpt_sampler_rebuild_locked(seg);
+    lpt_sampler_store_lp_scores_locked(seg, x);
 }

@@ -17,8 +17,8 @@ int64_t lpt_sampler_tree_leaves(uint64_t capacity)
 
 uint64_t lpt_sampler_region_bytes(uint64_t capacity)
 {
-    /* weights, evict keys, scratch; the weight tree and the evict tree; mature flags */
-    return capacity * (3 * sizeof(double) + sizeof(uint8_t))
+    /* weights, evict keys, scratch (two halves); the weight tree and the evict tree; mature flags */
+    return capacity * (4 * sizeof(double) + sizeof(uint8_t))
            + 2 * (uint64_t)lpt_sampler_tree_leaves(capacity) * (sizeof(double) + sizeof(int64_t));
 }
 
@@ -74,17 +74,15 @@ static inline double evict_key(const lpt_segment *seg, int64_t slot)
 }
 
 /* The better of two slots (-1: none) by (evict_key, active position):
- * recommend_eviction's "lowest score, first in order". */
+ * recommend_eviction's "lowest score, first in order".  Without a branch on
+ * the keys: a rebuild compares about capacity pairs of random keys. */
 static inline int64_t better(const lpt_segment *seg, int64_t a, int64_t b)
 {
-    if (a < 0)
-        return b;
-    if (b < 0)
-        return a;
-    const double ka = seg->evict_key[a], kb = seg->evict_key[b];
-    if (ka != kb)
-        return ka < kb ? a : b;
-    return seg->active_pos[a] < seg->active_pos[b] ? a : b;
+    const int64_t slot_a = a < 0 ? 0 : a, slot_b = b < 0 ? 0 : b;
+    const double ka = seg->evict_key[slot_a], kb = seg->evict_key[slot_b];
+    const int64_t pa = seg->active_pos[slot_a], pb = seg->active_pos[slot_b];
+    const int a_first = (ka < kb) | ((ka == kb) & (pa < pb));
+    return ((b < 0) | ((a >= 0) & a_first)) ? a : b;
 }
 
 static void evict_tree_fix(lpt_segment *seg, int64_t slot)
@@ -96,20 +94,28 @@ static void evict_tree_fix(lpt_segment *seg, int64_t slot)
         tree[i] = better(seg, tree[2 * i], tree[2 * i + 1]);
 }
 
-static void evict_tree_rebuild(lpt_segment *seg)
+/* The evict tree's inner nodes from its leaves. */
+static void evict_tree_build(lpt_segment *seg)
 {
     int64_t *tree = seg->evict_tree;
-    const int64_t leaves = seg->evict_leaves;
-    for (int64_t slot = 0; slot < leaves; slot++) {
-        if (slot < seg->capacity && lpt_row(seg, slot)[LPT_COL_TASK_ID] != 0.0)
-            seg->evict_key[slot] = evict_key(seg, slot);
-        else if (slot < seg->capacity)
-            seg->evict_key[slot] = INFINITY;
-        tree[leaves + slot] = slot < seg->capacity && !isinf(seg->evict_key[slot]) ? slot : -1;
-    }
-    for (int64_t i = leaves - 1; i >= 1; i--)
+    for (int64_t i = seg->evict_leaves - 1; i >= 1; i--)
         tree[i] = better(seg, tree[2 * i], tree[2 * i + 1]);
     seg->header->evict_threshold = NAN;
+}
+
+static inline void evict_leaf_set(lpt_segment *seg, int64_t slot, double key)
+{
+    seg->evict_key[slot] = key;
+    seg->evict_tree[seg->evict_leaves + slot] = isinf(key) ? -1 : slot;
+}
+
+static void evict_tree_rebuild(lpt_segment *seg)
+{
+    for (int64_t slot = 0; slot < seg->capacity; slot++)
+        evict_leaf_set(seg, slot, lpt_row(seg, slot)[LPT_COL_TASK_ID] != 0.0 ? evict_key(seg, slot) : INFINITY);
+    for (int64_t slot = seg->capacity; slot < seg->evict_leaves; slot++)
+        seg->evict_tree[seg->evict_leaves + slot] = -1;
+    evict_tree_build(seg);
 }
 
 void lpt_sampler_moved_locked(lpt_segment *seg, int64_t slot)
@@ -123,23 +129,57 @@ void lpt_sampler_moved_locked(lpt_segment *seg, int64_t slot)
 void lpt_sampler_rebuild_locked(lpt_segment *seg)
 {
     lpt_header *h = seg->header;
-    const int64_t cap = seg->capacity;
+    const int64_t cap = seg->capacity, leaves = seg->evict_leaves;
     uint64_t mature = 0;
+    /* One visit to each row: its weight, mature flag and evict key, and both
+     * trees' leaves. */
     for (int64_t slot = 0; slot < cap; slot++) {
         const double *row = lpt_row(seg, slot);
         const int used = row[LPT_COL_TASK_ID] != 0.0;
-        seg->weights[slot] = used ? row_score(h, row) : 0.0;
+        const double weight = used ? row_score(h, row) : 0.0;
+        seg->weights[slot] = weight;
         seg->mature[slot] = (uint8_t)(used && row_mature(h, row));
         mature += seg->mature[slot];
+        seg->tree[leaves + slot] = draw_weight(weight);
+        evict_leaf_set(seg, slot, used ? evict_key(seg, slot) : INFINITY);
     }
-    const int64_t leaves = seg->evict_leaves;
-    for (int64_t slot = 0; slot < leaves; slot++)
-        seg->tree[leaves + slot] = slot < cap ? draw_weight(seg->weights[slot]) : 0.0;
+    for (int64_t slot = cap; slot < leaves; slot++) {
+        seg->tree[leaves + slot] = 0.0;
+        seg->evict_tree[leaves + slot] = -1;
+    }
     for (int64_t i = leaves - 1; i >= 1; i--)
         seg->tree[i] = seg->tree[2 * i] + seg->tree[2 * i + 1];
     seg->tree[0] = 0.0;
     h->n_mature = mature;
-    evict_tree_rebuild(seg);
+    evict_tree_build(seg);
+}
+
+void lpt_sampler_store_lp_scores_locked(lpt_segment *seg, const double *lp_scores)
+{
+    lpt_header *h = seg->header;
+    const int64_t n = (int64_t)atomic_load_explicit(&h->n_active, memory_order_relaxed);
+    const int64_t *active = seg->active;
+    const int64_t leaves = seg->evict_leaves;
+    const int weights_move = h->score_mode == LPT_SCORE_BIDIRECTIONAL;
+    for (int64_t i = 0; i < n; i++) {
+        if (i + LPT_ROW_PREFETCH < n)
+            __builtin_prefetch(lpt_row(seg, active[i + LPT_ROW_PREFETCH]) + LPT_COL_LP_SCORE, 1);
+        const int64_t slot = active[i];
+        double *row = lpt_row(seg, slot);
+        row[LPT_COL_LP_SCORE] = lp_scores[i];
+        if (!weights_move || !seg->mature[slot])
+            continue;
+        /* row_score and evict_key of a mature (so active) row */
+        const double count = row[LPT_COL_COMPLETION_COUNT];
+        const double weight = count > 0.0 ? lp_scores[i] : 0.0;
+        seg->weights[slot] = weight;
+        seg->tree[leaves + slot] = draw_weight(weight);
+        if (count >= h->evict_min_presentations)
+            evict_leaf_set(seg, slot, weight);
+    }
+    for (int64_t i = leaves - 1; i >= 1; i--)
+        seg->tree[i] = seg->tree[2 * i] + seg->tree[2 * i + 1];
+    evict_tree_build(seg);
 }
 
 static inline int same_bits(double a, double b)
@@ -231,33 +271,40 @@ static inline int64_t task_id_in(const lpt_segment *seg, int64_t slot)
     return slot < 0 ? 0 : (int64_t)lpt_row(seg, slot)[LPT_COL_TASK_ID];
 }
 
+/* The sum-tree descent: the first slot whose cumulative weight exceeds
+ * uniform * total, or -1 when the total is not positive or rounding landed on
+ * a slot without weight. */
+static int64_t tree_draw(const lpt_segment *seg, double uniform)
+{
+    if (!(seg->tree[1] > 0.0))
+        return -1;
+    const int64_t leaves = seg->evict_leaves;
+    /* Left while the target falls in the left subtree's sum (or the right one
+     * is empty, where rounding left the target at the boundary). */
+    double target = uniform * seg->tree[1];
+    int64_t i = 1;
+    while (i < leaves) {
+        const double left = seg->tree[2 * i];
+        if (target < left || !(seg->tree[2 * i + 1] > 0.0)) {
+            i = 2 * i;
+        } else {
+            target -= left;
+            i = 2 * i + 1;
+        }
+    }
+    const int64_t slot = i - leaves;
+    return slot < seg->capacity && draw_weight(seg->weights[slot]) > 0.0 ? slot : -1;
+}
+
 /* lpt_sample_locked's draw as a slot, -1 when the pool is empty. */
 static int64_t sample_slot(const lpt_segment *seg, double uniform)
 {
     const int64_t n = (int64_t)atomic_load_explicit(&seg->header->n_active, memory_order_relaxed);
-    const int64_t cap = seg->capacity;
     if (n == 0)
         return -1;
-    const int64_t leaves = seg->evict_leaves;
-    if (seg->tree[1] > 0.0) {
-        /* The first slot whose cumulative weight exceeds the target: left while
-         * the target falls in the left subtree's sum (or the right one is
-         * empty, where rounding left the target at the boundary). */
-        double target = uniform * seg->tree[1];
-        int64_t i = 1;
-        while (i < leaves) {
-            const double left = seg->tree[2 * i];
-            if (target < left || !(seg->tree[2 * i + 1] > 0.0)) {
-                i = 2 * i;
-            } else {
-                target -= left;
-                i = 2 * i + 1;
-            }
-        }
-        const int64_t slot = i - leaves;
-        if (slot < cap && draw_weight(seg->weights[slot]) > 0.0)
-            return slot;
-    }
+    const int64_t slot = tree_draw(seg, uniform);
+    if (slot >= 0)
+        return slot;
     /* Clamped, so that no uniform (callers check [0, 1)) reads outside the list. */
     int64_t position = uniform > 0.0 ? (int64_t)(uniform * (double)n) : 0;
     if (position >= n)
@@ -279,40 +326,52 @@ static inline void swap_double(double *a, double *b)
     *b = t;
 }
 
-/* The k-th smallest of v[0..n) (0-based), partially reordering v: Hoare
- * quickselect with a median-of-three pivot, O(n) expected. */
+/* The k-th smallest of v[0..n) (0-based); v has room for 2n doubles and its
+ * contents are lost.  Quickselect with a median-of-three pivot, O(n)
+ * expected, each round copying its range from one half of v into the other:
+ * the smaller values to the front, the greater to the back, the equal ones
+ * only counted.  The stores are unconditional and the comparisons only move
+ * the two ends, so the loop has no branch to mispredict on random scores
+ * (a swapping partition's branches cost about 15 ns a score); counting the
+ * equal values keeps it linear on the many equal scores a pool has. */
 static double select_kth(double *v, int64_t n, int64_t k)
 {
-    int64_t lo = 0, hi = n - 1;
-    while (lo < hi) {
-        const int64_t mid = lo + (hi - lo) / 2;
-        if (v[mid] < v[lo])
-            swap_double(&v[mid], &v[lo]);
-        if (v[hi] < v[lo])
-            swap_double(&v[hi], &v[lo]);
-        if (v[hi] < v[mid])
-            swap_double(&v[hi], &v[mid]);
-        const double pivot = v[mid];
-        int64_t i = lo, j = hi;
-        while (i <= j) {
-            while (v[i] < pivot)
-                i++;
-            while (pivot < v[j])
-                j--;
-            if (i <= j) {
-                swap_double(&v[i], &v[j]);
-                i++;
-                j--;
-            }
+    double *const half[2] = {v, v + n};
+    int from_half = 0;
+    int64_t start = 0; /* the range: half[from_half][start .. start + n) */
+    for (;;) {
+        const double *from = half[from_half] + start;
+        double *to = half[!from_half];
+        double a = from[0], b = from[n / 2], c = from[n - 1];
+        if (b < a)
+            swap_double(&a, &b);
+        if (c < b)
+            swap_double(&b, &c);
+        if (b < a)
+            swap_double(&a, &b);
+        const double pivot = b;
+        int64_t below = 0, above = 0;
+        for (int64_t i = 0; i < n; i++) {
+            const double x = from[i];
+            to[below] = x;
+            to[n - 1 - above] = x;
+            below += x < pivot;
+            above += pivot < x;
         }
-        if (k <= j)
-            hi = j;
-        else if (k >= i)
-            lo = i;
-        else
-            return v[k];
+        /* The pivot counts as equal (everything does, were it NaN), so each
+         * round drops at least one value. */
+        if (k < below) {
+            start = 0;
+            n = below;
+        } else if (k >= n - above) {
+            start = n - above;
+            k -= start;
+            n = above;
+        } else {
+            return pivot;
+        }
+        from_half = !from_half;
     }
-    return v[k];
 }
 
 /* Python's int(len * percentile), clamped like sorted[max(0, ...)] and to the
@@ -509,4 +568,40 @@ int64_t lpt_choose_locked(lpt_segment *seg, double uniform, double min_presentat
     if (slot >= 0)
         *label_hash = lpt_row(seg, slot)[LPT_COL_LABEL_HASH];
     return task_id_in(seg, slot);
+}
+
+int64_t lpt_choose_unlocked(const lpt_segment *seg, double uniform, double min_presentations,
+                            double percentile, double *label_hash, int64_t *slot_out)
+{
+    const lpt_header *h = seg->header;
+    *label_hash = 0.0;
+    *slot_out = -1;
+    const uint64_t n = atomic_load_explicit(&h->n_active, memory_order_acquire);
+    if (n < (uint64_t)seg->capacity)
+        return 0;
+    if (n > 1) {
+        /* pool_candidate_slot would recompute something, or evict */
+        if (min_presentations != h->evict_min_presentations || percentile != h->evict_percentile
+            || isnan(h->evict_threshold))
+            return 0;
+        const int64_t best = seg->evict_tree[1];
+        if (best >= seg->capacity || (best >= 0 && !(seg->evict_key[best] > h->evict_threshold)))
+            return 0;
+    }
+    const int64_t slot = tree_draw(seg, uniform);
+    if (slot < 0)
+        return 0;
+    /* The drawn slot's task, from a row no writer was in (lpt_read_row's rule). */
+    _Atomic uint64_t *seq = &seg->row_seq[slot];
+    const uint64_t before = atomic_load_explicit(seq, memory_order_acquire);
+    if (before & 1)
+        return 0;
+    const double *row = lpt_row(seg, slot);
+    const double task_id = row[LPT_COL_TASK_ID], hash = row[LPT_COL_LABEL_HASH];
+    atomic_thread_fence(memory_order_acquire);
+    if (atomic_load_explicit(seq, memory_order_relaxed) != before || task_id == 0.0)
+        return 0;
+    *label_hash = hash;
+    *slot_out = slot;
+    return (int64_t)task_id;
 }

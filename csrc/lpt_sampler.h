@@ -19,7 +19,8 @@
  * (the weight of an evictable task, else +inf), evict_tree[2 * leaves] int64
  * (a tournament tree over slots: node i holds the best slot of its subtree
  * by (evict_key, active position), -1 for none; the same leaf numbering),
- * scratch[capacity] double (for the threshold), then mature[capacity] uint8
+ * scratch[2 * capacity] double (the distribution pass's values, the
+ * threshold's selection), then mature[capacity] uint8
  * (1 while the slot's task would make a stale bidirectional scorer
  * recompute: active and count >= min_samples_for_lp).
  */
@@ -48,6 +49,12 @@ int lpt_sampler_configure_locked(lpt_segment *seg, uint32_t mode, double explora
 /* Recompute every slot's weight and the tree from the rows: O(capacity). */
 void lpt_sampler_rebuild_locked(lpt_segment *seg);
 
+/* The distribution pass's write-back: store lp_scores[i] as the lp_score of
+ * the task at active position i, for every position, and bring the sampler up
+ * to date (a pass changes nothing else, so only mature tasks' weights move):
+ * one visit to each active row, then both trees' inner nodes, O(capacity). */
+void lpt_sampler_store_lp_scores_locked(lpt_segment *seg, const double *lp_scores);
+
 /* The row of `slot` changed (or the slot was claimed or freed): O(log capacity). */
 void lpt_sampler_refresh_locked(lpt_segment *seg, int64_t slot);
 
@@ -64,7 +71,7 @@ int lpt_any_mature_locked(const lpt_segment *seg, const int64_t *ids, int64_t n)
 int64_t lpt_sample_locked(const lpt_segment *seg, double uniform);
 
 /* recommend_eviction over ids[n] (SPEC.md): the task id, or 0 for none.
- * Scratch: scores[n] doubles and set[set_size] int64 with set_size a power of
+ * Scratch: scores[2n] doubles and set[set_size] int64 with set_size a power of
  * two >= 2n (to count each id once in the percentile). */
 int64_t lpt_recommend_eviction_locked(const lpt_segment *seg, const int64_t *ids, int64_t n,
                                       double min_presentations, double percentile,
@@ -72,7 +79,7 @@ int64_t lpt_recommend_eviction_locked(const lpt_segment *seg, const int64_t *ids
 
 /* The same rule over the whole pool, in active-list order, returning up to k
  * candidates: the k eligible slots of lowest (weight, position), lowest
- * first, each at or below the percentile threshold.  Scratch: capacity
+ * first, each at or below the percentile threshold.  Scratch: 2 * capacity
  * doubles.  Returns how many were written to slots[] and ids[]. */
 int64_t lpt_eviction_candidates_locked(const lpt_segment *seg, double min_presentations,
                                        double percentile, int64_t k, int64_t *slots,
@@ -97,6 +104,18 @@ int64_t lpt_pool_candidate_locked(lpt_segment *seg, double min_presentations, do
 int64_t lpt_choose_locked(lpt_segment *seg, double uniform, double min_presentations,
                           double percentile, int refresh_threshold, double *label_hash,
                           int64_t *slot_out);
+
+/* lpt_choose_locked without the lock, for its common case, a draw that
+ * changes nothing: the pool is full, no eviction is due and the threshold
+ * needs no recomputation (refresh_threshold would be 0).  Returns the drawn
+ * task id (> 0), its label hash and slot as lpt_choose_locked would, or 0:
+ * the caller then takes the lock and calls lpt_choose_locked (a slot is
+ * free, an eviction may be due, the threshold is stale, or the draw met a
+ * row being written).  Writers may be mid-change meanwhile: the draw then
+ * follows a mix of the weights before and after their change, and returns a
+ * task that was in its slot, never a freed slot. */
+int64_t lpt_choose_unlocked(const lpt_segment *seg, double uniform, double min_presentations,
+                            double percentile, double *label_hash, int64_t *slot_out);
 
 /* The active-list position of `slot` changed (the active list's swap-remove
  * moved it): O(log capacity). */

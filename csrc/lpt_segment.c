@@ -114,7 +114,7 @@ static void view(void *base, const lpt_layout *l, lpt_segment *seg)
     seg->evict_key = seg->tree + 2 * seg->evict_leaves;
     seg->evict_tree = (int64_t *)(seg->evict_key + l->capacity);
     seg->scratch = (double *)(seg->evict_tree + 2 * seg->evict_leaves);
-    seg->mature = (uint8_t *)(seg->scratch + l->capacity);
+    seg->mature = (uint8_t *)(seg->scratch + 2 * l->capacity);
     seg->rows = (double *)(b + l->off_rows);
     seg->capacity = (int64_t)l->capacity;
     seg->row_width = (int64_t)l->row_width;

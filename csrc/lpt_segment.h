@@ -52,7 +52,7 @@
  * the creator, so an attacher that sees it sees an initialised segment. */
 #define LPT_MAGIC UINT64_C(0x014b43415254504c)
 /* Bump on any change to the header or the regions; attach refuses others. */
-#define LPT_LAYOUT_VERSION 4u
+#define LPT_LAYOUT_VERSION 5u
 #define LPT_HEADER_BYTES 1024u
 #define LPT_ALIGNMENT 64u
 #define LPT_HEADER_FIELDS_BYTES 304u /* checked in lpt_segment.c */
@@ -318,6 +318,11 @@ static inline double *lpt_row(const lpt_segment *seg, int64_t slot)
 {
     return seg->rows + slot * seg->row_width;
 }
+
+/* Loops over the active list visit rows in an order churn makes random: they
+ * fetch the row this many entries ahead, so its lines arrive while others are
+ * being used. */
+#define LPT_ROW_PREFETCH 8
 
 int64_t lpt_find_locked(const lpt_segment *seg, int64_t task_id);        /* slot or -1 */
 int64_t lpt_claim_locked(lpt_segment *seg, const lpt_new_task *task);   /* slot or -1 (full) */

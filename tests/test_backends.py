@@ -432,3 +432,29 @@ def test_a_tiny_weight_next_to_a_large_one_is_still_drawn(engine: str, tiny: flo
             assert tracker.table.sample(uniform) == 1
     finally:
         tracker.cleanup_shared_memory()
+
+
+@pytest.mark.parametrize("distinct", [2, 7, 40, None], ids=lambda d: f"{d or 'all'}-distinct")
+def test_the_eviction_threshold_is_the_percentile_of_many_scores(engine: str, distinct: int | None) -> None:
+    """The eviction threshold over hundreds of scores with few or no ties (the native
+    engine selects it without sorting), against sorted(): every evictable task at or
+    below it is a candidate, lowest first."""
+    rng = np.random.default_rng(distinct or 0)
+    n = 500
+    table = make_table(engine, n, 18)
+    table.configure_scoring(True, 0.1, 0)
+    values = (rng.integers(0, distinct, n) / distinct if distinct else rng.random(n)).tolist()
+    counts = [1.0 + task_id % 3 for task_id in range(1, n + 1)]  # evictable at 2: two in three
+    for task_id, (value, count) in enumerate(zip(values, counts), start=1):
+        table.claim(task_id, 0.0, 0.5, 0.0, 0.0)
+        table.set_fields(task_id, {col.COMPLETION_COUNT: count, col.LP_SCORE: value})
+    for percentile in (0.0, 0.1, 0.4, 0.77, 0.999):
+        threshold = sorted(values)[int(n * percentile)]
+        expected = sorted(
+            (value, task_id) for task_id, (value, count) in enumerate(zip(values, counts), start=1)
+            if value <= threshold and count >= 2
+        )
+        _, candidates = table.eviction_candidates(2, percentile, n)
+        assert candidates.tolist() == [task_id for _, task_id in expected]
+        assert table.pool_eviction_candidate(2, percentile, True) == (expected[0][1] if expected else 0)
+    table.close()

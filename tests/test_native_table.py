@@ -609,6 +609,51 @@ def test_lock_timeout_names_the_holder_and_a_later_wait_succeeds(shared, session
     assert child.exitcode == 0
 
 
+@pytest.mark.parametrize("start_method", ["fork", "spawn"])
+def test_a_draw_takes_no_lock_and_equals_the_locked_draw(shared, session_id, start_method):
+    """choose_pool_task's common case (pool full, no eviction due, threshold
+    current) is lpt_choose_unlocked: the same task as under the lock, and no
+    wait while another process holds it; the rest still waits for the lock."""
+    shared.configure_scoring(True, 0.1, 2)
+    for task_id in range(1, CAPACITY + 1):
+        claim(shared, task_id)
+        for _ in range(task_id % 4):  # some tasks below min_samples_for_lp (weight 0.1)
+            shared.update_tracked(task_id, task_id / CAPACITY, 0.1, BidirectionalParams(0.1, 0.01, False))
+    shared.compute_lp_distribution(DistributionParams(0.5, 0.0, 0.0, 0.0, 10.0))
+    # Nothing is evictable at 100 presentations; the locked call sets the threshold.
+    uniforms = [i / 97 for i in range(97)]
+    locked = []
+    for u in uniforms:
+        locked.append((shared.choose_pool_task(u, 100, 0.4, True), shared.chosen_slot, shared.chosen_label_hash))
+    assert {choice for choice, _, _ in locked} <= set(range(1, CAPACITY + 1))
+    assert len({choice for choice, _, _ in locked}) > CAPACITY // 2
+
+    context = multiprocessing.get_context(start_method)
+    ready, release_event = context.Event(), context.Event()
+    child = context.Process(target=hold_lock, args=(session_id, ready, release_event, None))
+    child.start()
+    try:
+        assert ready.wait(JOIN_TIMEOUT)
+        shared.lock_timeout = 0.05
+        unlocked = []
+        for u in uniforms:
+            unlocked.append((shared.choose_pool_task(u, 100, 0.4, False), shared.chosen_slot, shared.chosen_label_hash))
+        assert unlocked == locked
+        with pytest.raises(LockTimeoutError):  # the threshold is to be recomputed
+            shared.choose_pool_task(0.5, 100, 0.4, True)
+        with pytest.raises(LockTimeoutError):  # another min_presentations: evictable tasks change
+            shared.choose_pool_task(0.5, 1, 0.4, False)
+        with pytest.raises(LockTimeoutError):  # a pass is due
+            shared.choose_pool_task(0.5, 100, 0.4, False, DistributionParams(0.5, 0.0, 0.0, 0.0, 10.0))
+    finally:
+        release_event.set()
+        join_or_kill(child)
+    assert child.exitcode == 0
+    shared.lock_timeout = JOIN_TIMEOUT
+    assert shared.choose_pool_task(0.5, 1, 0.4, False) < 0  # with the lock: an eviction
+    assert len(shared) == CAPACITY - 1
+
+
 @pytest.mark.parametrize("mid_write", [False, True], ids=["idle", "mid-write"])
 def test_a_holder_killed_with_the_lock_is_recovered_from(shared, session_id, fork, mid_write):
     for task_id in (1, 2, 3):

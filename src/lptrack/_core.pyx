@@ -909,7 +909,7 @@ cdef class SegmentTable:
             return 0
         while set_size < 2 * n:
             set_size *= 2
-        scores = <double *>malloc(n * sizeof(double))
+        scores = <double *>malloc(2 * n * sizeof(double))
         id_set = <int64_t *>malloc(set_size * sizeof(int64_t))
         try:
             if scores == NULL or id_set == NULL:
@@ -942,7 +942,8 @@ cdef class SegmentTable:
         pool has a free slot (create a task), ``-task_id`` after evicting
         ``pool_eviction_candidate``'s task (create one next; the eviction counts
         in ``batch``), else a task sampled by score (``uniform`` in [0, 1)), all
-        O(log capacity).  ``chosen_label_hash`` and ``chosen_slot`` then hold the
+        O(log capacity).  A draw that needs no pass, threshold or eviction
+        takes no lock (``lpt_choose_unlocked``, csrc/lpt_sampler.h).  ``chosen_label_hash`` and ``chosen_slot`` then hold the
         evicted or sampled task's label hash and slot (0 and -1 for none).
 
         ``refresh`` (DistributionParams) first runs the pass if any pool task
@@ -974,6 +975,15 @@ cdef class SegmentTable:
         cdef bint due = refresh is not None and (batch is None or batch.fresh_epoch != batch.epoch)
         _check_uniform(uniform)
         _check_percentile(percentile)
+        if not due and not refresh_threshold and self._busy == 0 and self._seg.header != NULL:
+            # The common case, a draw that changes nothing, needs no lock: the
+            # processes of a session then only queue for it to write.
+            choice = smp.lpt_choose_unlocked(&self._seg, uniform, min_presentations, percentile,
+                                             &label_hash, &slot)
+            if choice > 0:
+                self.chosen_label_hash = <int64_t>label_hash
+                self.chosen_slot = slot
+                return choice
         self._acquire(self.lock_timeout)
         try:
             refreshed = due and self._refresh_locked(refresh)
@@ -1019,7 +1029,7 @@ cdef class SegmentTable:
         cdef double *scratch
         cdef int64_t found
         _check_percentile(percentile)
-        scratch = <double *>malloc(self.capacity * sizeof(double))
+        scratch = <double *>malloc(2 * self.capacity * sizeof(double))
         if scratch == NULL:
             raise MemoryError()
         try:

@@ -12,6 +12,7 @@ cdef extern from "lpt_sampler.h" nogil:
     int lpt_sampler_configure_locked(seg.lpt_segment *s, uint32_t mode, double exploration_bonus,
                                      double min_samples_for_lp)
     void lpt_sampler_rebuild_locked(seg.lpt_segment *s)
+    void lpt_sampler_store_lp_scores_locked(seg.lpt_segment *s, const double *lp_scores)
     void lpt_sampler_refresh_locked(seg.lpt_segment *s, int64_t slot)
     int64_t lpt_scores_locked(const seg.lpt_segment *s, const int64_t *ids, int64_t n, double *out)
     int lpt_any_mature_locked(const seg.lpt_segment *s, const int64_t *ids, int64_t n)
@@ -29,4 +30,6 @@ cdef extern from "lpt_sampler.h" nogil:
     int64_t lpt_choose_locked(seg.lpt_segment *s, double uniform, double min_presentations,
                               double percentile, int refresh_threshold, double *label_hash,
                               int64_t *slot_out)
+    int64_t lpt_choose_unlocked(const seg.lpt_segment *s, double uniform, double min_presentations,
+                                double percentile, double *label_hash, int64_t *slot_out)
     void lpt_sampler_moved_locked(seg.lpt_segment *s, int64_t slot)
