@@ -157,21 +157,21 @@ void lpt_sampler_rebuild_locked(lpt_segment *seg)
 void lpt_sampler_store_lp_scores_locked(lpt_segment *seg, const double *lp_scores)
 {
     lpt_header *h = seg->header;
-    const int64_t n = (int64_t)atomic_load_explicit(&h->n_active, memory_order_relaxed);
-    const int64_t *active = seg->active;
     const int64_t leaves = seg->evict_leaves;
     const int weights_move = h->score_mode == LPT_SCORE_BIDIRECTIONAL;
-    for (int64_t i = 0; i < n; i++) {
-        if (i + LPT_ROW_PREFETCH < n)
-            __builtin_prefetch(lpt_row(seg, active[i + LPT_ROW_PREFETCH]) + LPT_COL_LP_SCORE, 1);
-        const int64_t slot = active[i];
+    /* In slot order, which the hardware prefetches (the rows' lines are often
+     * in another process's cache). */
+    for (int64_t slot = 0; slot < seg->capacity; slot++) {
+        const int64_t position = seg->active_pos[slot];
+        if (position < 0)
+            continue;
         double *row = lpt_row(seg, slot);
-        row[LPT_COL_LP_SCORE] = lp_scores[i];
+        row[LPT_COL_LP_SCORE] = lp_scores[position];
         if (!weights_move || !seg->mature[slot])
             continue;
         /* row_score and evict_key of a mature (so active) row */
         const double count = row[LPT_COL_COMPLETION_COUNT];
-        const double weight = count > 0.0 ? lp_scores[i] : 0.0;
+        const double weight = count > 0.0 ? lp_scores[position] : 0.0;
         seg->weights[slot] = weight;
         seg->tree[leaves + slot] = draw_weight(weight);
         if (count >= h->evict_min_presentations)

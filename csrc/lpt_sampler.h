@@ -52,7 +52,8 @@ void lpt_sampler_rebuild_locked(lpt_segment *seg);
 /* The distribution pass's write-back: store lp_scores[i] as the lp_score of
  * the task at active position i, for every position, and bring the sampler up
  * to date (a pass changes nothing else, so only mature tasks' weights move):
- * one visit to each active row, then both trees' inner nodes, O(capacity). */
+ * one visit to each active row, in slot order, then both trees' inner nodes,
+ * O(capacity). */
 void lpt_sampler_store_lp_scores_locked(lpt_segment *seg, const double *lp_scores);
 
 /* The row of `slot` changed (or the slot was claimed or freed): O(log capacity). */

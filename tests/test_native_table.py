@@ -609,6 +609,37 @@ def test_lock_timeout_names_the_holder_and_a_later_wait_succeeds(shared, session
     assert child.exitcode == 0
 
 
+def test_a_pass_by_another_attachment_refreshes_this_ones_batch(shared, session_id):
+    """The distribution is the session's: a pass run by another process counts as
+    this process's recomputation (its batch starts again), and its own passes
+    never do (a batch in progress keeps its events)."""
+    other = NativeTable(CAPACITY, session_id=session_id)
+    params = DistributionParams(0.5, 0.0, 0.0, 0.0, 10.0)
+    try:
+        shared.configure_scoring(True, 0.1, 1)
+        for task_id in range(1, CAPACITY + 1):
+            claim(shared, task_id)
+            shared.update_tracked(task_id, task_id / CAPACITY, 0.1, BidirectionalParams(0.1, 0.01, False))
+        batch = shared.new_batch_counter(3)
+        shared.choose_pool_task(0.5, 100, 0.4, True, params, batch)  # stale from the start: a pass
+        passes = shared.recomputation_count
+        assert batch.fresh_epoch == batch.epoch
+        for _ in range(5):
+            batch.count()
+        assert batch.fresh_epoch != batch.epoch and batch.events == 2  # stale, 2 into the next batch
+        shared.choose_pool_task(0.5, 100, 0.4, True, params, batch)
+        assert shared.recomputation_count == passes + 1 and batch.events == 2  # its own pass
+
+        batch.count()
+        batch.count()  # the batch ends: stale again
+        other.compute_lp_distribution(params)
+        shared.choose_pool_task(0.5, 100, 0.4, True, params, batch)
+        assert shared.recomputation_count == passes + 2  # the other's pass only
+        assert batch.fresh_epoch == batch.epoch and batch.events == 0
+    finally:
+        other.close()
+
+
 @pytest.mark.parametrize("start_method", ["fork", "spawn"])
 def test_a_draw_takes_no_lock_and_equals_the_locked_draw(shared, session_id, start_method):
     """choose_pool_task's common case (pool full, no eviction due, threshold

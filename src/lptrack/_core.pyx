@@ -335,6 +335,9 @@ cdef class SegmentTable:
     #: sampled (0 and -1: none).
     cdef readonly int64_t chosen_label_hash
     cdef readonly int64_t chosen_slot
+    # The segment's pass count when this object last ran or noticed a pass:
+    # a higher count means that another process recomputed the distribution.
+    cdef uint64_t _passes_seen
 
     def __cinit__(self, *args, **kwargs):
         self._seg.header = NULL
@@ -391,6 +394,7 @@ cdef class SegmentTable:
                                   offset=layout.off_rows).reshape(bound.capacity, bound.row_width)
         self._image = view
         self._seg = bound
+        self._passes_seen = seg.lpt_recomputations(&self._seg)
         self.capacity = bound.capacity
         self.row_width = bound.row_width
 
@@ -850,6 +854,7 @@ cdef class SegmentTable:
         with nogil:
             dist.lpt_distribution_locked(&self._seg, &p)
         self._busy -= 1
+        self._passes_seen = seg.lpt_recomputations(&self._seg)
         return 0
 
     def compute_lp_distribution(self, params):
@@ -972,7 +977,17 @@ cdef class SegmentTable:
         cdef int64_t choice, slot
         cdef double label_hash
         cdef bint refreshed = False
-        cdef bint due = refresh is not None and (batch is None or batch.fresh_epoch != batch.epoch)
+        cdef bint due
+        cdef uint64_t passes
+        if batch is not None and self._seg.header != NULL:
+            passes = seg.lpt_recomputations(&self._seg)
+            if passes != self._passes_seen:
+                # Another process recomputed the session's distribution: this
+                # process's batch starts again from that pass.
+                self._passes_seen = passes
+                batch.fresh_epoch = batch.epoch
+                batch.events = 0
+        due = refresh is not None and (batch is None or batch.fresh_epoch != batch.epoch)
         _check_uniform(uniform)
         _check_percentile(percentile)
         if not due and not refresh_threshold and self._busy == 0 and self._seg.header != NULL:

@@ -66,6 +66,7 @@ cdef extern from "lpt_segment.h" nogil:
                            lpt_segment *seg, lpt_layout *found, uint32_t *found_version)
     int lpt_segment_reset_lock(lpt_segment *seg)
     void lpt_segment_stats(const lpt_segment *seg, lpt_stats *out)
+    uint64_t lpt_recomputations(const lpt_segment *seg)
 
     int lpt_segment_trylock(lpt_segment *seg)
     int lpt_segment_lock(lpt_segment *seg, int64_t timeout_ns)
