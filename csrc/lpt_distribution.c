@@ -21,31 +21,29 @@ static double reweight(double p, double theta)
 void lpt_distribution_locked(lpt_segment *seg, const lpt_distribution_params *p)
 {
     const int64_t n = (int64_t)atomic_load_explicit(&seg->header->n_active, memory_order_relaxed);
+    const int64_t *active = seg->active;
     if (n == 0)
         return;
     const double theta = p->early_progress_amplification;
     const int reweighting = fabs(theta - 0.5) > 1e-6;
-    /* x[i] is the value of the task at active position i; it lives in the
-     * sampler's scratch between steps, so that each row is read once and
-     * written once (its lines are often in another process's cache, and each
-     * visit is a transfer), in slot order (the order the hardware prefetches). */
+    /* x lives in the sampler's scratch between steps, so the rows are read
+     * once and written once: a row's lines are often in another process's
+     * cache, and each visit to them is a transfer. */
     double *x = seg->scratch;
-    for (int64_t slot = 0; slot < seg->capacity; slot++) {
-        const int64_t position = seg->active_pos[slot];
-        if (position < 0)
-            continue;
-        const double *row = lpt_row(seg, slot);
+    double sum = 0.0;
+    for (int64_t i = 0; i < n; i++) {
+        if (i + LPT_ROW_PREFETCH < n)
+            __builtin_prefetch(lpt_row(seg, active[i + LPT_ROW_PREFETCH]) + LPT_COL_P_FAST);
+        const double *row = lpt_row(seg, active[i]);
         const double fast = row[LPT_COL_P_FAST], slow = row[LPT_COL_P_SLOW];
         const double lp = reweighting ? fabs(reweight(fast, theta) - reweight(slow, theta))
                                       : fabs(fast - slow);
         double xi = lp + p->progress_smoothing;
         if (p->performance_bonus_weight > 0)
             xi = xi + row[LPT_COL_P_TRUE] * p->performance_bonus_weight;
-        x[position] = xi;
+        x[i] = xi;
+        sum += xi;
     }
-    double sum = 0.0;
-    for (int64_t i = 0; i < n; i++)
-        sum += x[i];
     double mean = 0.0, std = 0.0, scale = 0.0;
     int z_score = 0;
     if (p->lp_score_temperature == 0) {

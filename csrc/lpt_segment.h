@@ -326,6 +326,11 @@ static inline uint64_t lpt_recomputations(const lpt_segment *seg)
     return atomic_load_explicit(&seg->header->n_recomputations, memory_order_relaxed);
 }
 
+/* Loops over the active list visit rows in an order churn makes random: they
+ * fetch the row this many entries ahead, so its lines arrive while others are
+ * being used. */
+#define LPT_ROW_PREFETCH 8
+
 int64_t lpt_find_locked(const lpt_segment *seg, int64_t task_id);        /* slot or -1 */
 int64_t lpt_claim_locked(lpt_segment *seg, const lpt_new_task *task);   /* slot or -1 (full) */
 /* Claim an untracked task (the caller checked) and leave the crash-recovery

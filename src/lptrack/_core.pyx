@@ -948,12 +948,14 @@ cdef class SegmentTable:
         ``pool_eviction_candidate``'s task (create one next; the eviction counts
         in ``batch``), else a task sampled by score (``uniform`` in [0, 1)), all
         O(log capacity).  A draw that needs no pass, threshold or eviction
-        takes no lock (``lpt_choose_unlocked``, csrc/lpt_sampler.h).  ``chosen_label_hash`` and ``chosen_slot`` then hold the
-        evicted or sampled task's label hash and slot (0 and -1 for none).
+        takes no lock (``lpt_choose_unlocked``, csrc/lpt_sampler.h).
+        ``chosen_label_hash`` and ``chosen_slot`` then hold the evicted or
+        sampled task's label hash and slot (0 and -1 for none).
 
         ``refresh`` (DistributionParams) first runs the pass if any pool task
         has enough samples, and if ``batch`` is given only while it is stale
-        (then marked fresh).
+        (then marked fresh); a pass another process ran since this table's
+        last one also marks ``batch`` fresh, its events starting again.
         """
         return self._choose(uniform, min_presentations, percentile, refresh_threshold, refresh, batch)
 
@@ -979,7 +981,9 @@ cdef class SegmentTable:
         cdef bint refreshed = False
         cdef bint due
         cdef uint64_t passes
-        if batch is not None and self._seg.header != NULL:
+        _check_uniform(uniform)
+        _check_percentile(percentile)
+        if refresh is not None and batch is not None and self._seg.header != NULL:
             passes = seg.lpt_recomputations(&self._seg)
             if passes != self._passes_seen:
                 # Another process recomputed the session's distribution: this
@@ -988,8 +992,6 @@ cdef class SegmentTable:
                 batch.fresh_epoch = batch.epoch
                 batch.events = 0
         due = refresh is not None and (batch is None or batch.fresh_epoch != batch.epoch)
-        _check_uniform(uniform)
-        _check_percentile(percentile)
         if not due and not refresh_threshold and self._busy == 0 and self._seg.header != NULL:
             # The common case, a draw that changes nothing, needs no lock: the
             # processes of a session then only queue for it to write.

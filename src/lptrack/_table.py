@@ -448,7 +448,10 @@ class Table(abc.ABC):
 
         ``refresh`` (DistributionParams) first runs the pass if any pool task has
         enough samples, and if ``batch`` is given only while it is stale (then
-        marked fresh)."""
+        marked fresh).  On the native engine a pass that another process of the
+        session ran since this table's last one also marks ``batch`` fresh (its
+        events start again), and a draw that needs no pass, threshold or
+        eviction takes no lock."""
 
     # -- lifecycle ------------------------------------------------------------
     @abc.abstractmethod
