@@ -136,7 +136,7 @@ def test_episode_loop_1k_vs_discrete(benchmark, algorithm: str) -> None:
 
 @pytest.mark.benchmark(group="processes")
 def test_two_processes_on_one_session(benchmark) -> None:
-    result = benchmark.pedantic(measure_session_scaling, kwargs={"rounds": 9}, rounds=1)
+    result = benchmark.pedantic(measure_session_scaling, kwargs={"rounds": 15}, rounds=1)
     benchmark.extra_info["shared_speedup"] = result.shared_speedup
     benchmark.extra_info["independent_speedup"] = result.independent_speedup
     benchmark.extra_info["solo_episodes_per_second"] = statistics.median(result.solo)
