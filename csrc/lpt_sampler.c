@@ -547,15 +547,32 @@ int64_t lpt_pool_candidate_locked(lpt_segment *seg, double min_presentations, do
     return task_id_in(seg, pool_candidate_slot(seg, min_presentations, percentile, refresh_threshold));
 }
 
-int64_t lpt_choose_locked(lpt_segment *seg, double uniform, double min_presentations,
-                          double percentile, int refresh_threshold, double *label_hash,
-                          int64_t *slot_out)
+void lpt_replacement_end_locked(lpt_segment *seg)
 {
+    lpt_header *h = seg->header;
+    const uint64_t held = atomic_load_explicit(&h->n_replacements, memory_order_relaxed);
+    if (held > 0)
+        atomic_store_explicit(&h->n_replacements, held - 1, memory_order_relaxed);
+}
+
+int64_t lpt_choose_locked(lpt_segment *seg, double uniform, double min_presentations,
+                          double percentile, int refresh_threshold, int replace,
+                          double *label_hash, int64_t *slot_out)
+{
+    lpt_header *h = seg->header;
     *label_hash = 0.0;
     *slot_out = -1;
-    const uint64_t n = atomic_load_explicit(&seg->header->n_active, memory_order_relaxed);
-    if (n < (uint64_t)seg->capacity)
-        return 0;
+    const uint64_t n = atomic_load_explicit(&h->n_active, memory_order_relaxed);
+    if (n < (uint64_t)seg->capacity) {
+        const uint64_t held = atomic_load_explicit(&h->n_replacements, memory_order_relaxed);
+        if (n + held < (uint64_t)seg->capacity)
+            return 0;
+        if (lpt_monotonic_ns() > h->replacements_until) {
+            atomic_store_explicit(&h->n_replacements, 0, memory_order_relaxed);
+            return 0;
+        }
+        /* Every free slot is held for another process's new task: draw, or evict. */
+    }
     int64_t slot = pool_candidate_slot(seg, min_presentations, percentile, refresh_threshold);
     *slot_out = slot;
     if (slot >= 0) {
@@ -563,6 +580,10 @@ int64_t lpt_choose_locked(lpt_segment *seg, double uniform, double min_presentat
         const int64_t victim = task_id_in(seg, slot);
         *label_hash = lpt_row(seg, slot)[LPT_COL_LABEL_HASH];
         lpt_release_locked(seg, victim);
+        if (replace) {
+            lpt_bump_locked(&h->n_replacements);
+            h->replacements_until = lpt_monotonic_ns() + LPT_REPLACEMENT_NS;
+        }
         return -victim;
     }
     slot = sample_slot(seg, uniform);

@@ -97,14 +97,30 @@ int64_t lpt_eviction_candidates_locked(const lpt_segment *seg, double min_presen
 int64_t lpt_pool_candidate_locked(lpt_segment *seg, double min_presentations, double percentile,
                                   int refresh_threshold);
 
+/* How long a slot an eviction freed stays held for the evicting process's
+ * new task (see lpt_choose_locked): far longer than creating a task takes,
+ * short enough that a process that dies in between costs little. */
+#define LPT_REPLACEMENT_NS (INT64_C(100) * 1000 * 1000)
+
 /* The curriculum's pick for the next episode: 0 while the pool has a free
  * slot; -task_id when it evicted lpt_pool_candidate_locked's task (released
  * here, so a slot is free now); else a task sampled by lpt_sample_locked.
  * *label_hash and *slot_out receive the evicted or sampled task's label hash
- * and slot (0.0 and -1 for none). */
+ * and slot (0.0 and -1 for none).
+ *
+ * With `replace`, the slot an eviction frees is held for the caller's new task
+ * (header.n_replacements) until it ends the replacement
+ * (lpt_replacement_end_locked, in the hold that claims the new task), for
+ * LPT_REPLACEMENT_NS at the most: meanwhile other processes' picks count it
+ * as taken and draw (or evict) instead of creating a task into it, which
+ * would leave the evicting process's new task without a slot. */
 int64_t lpt_choose_locked(lpt_segment *seg, double uniform, double min_presentations,
-                          double percentile, int refresh_threshold, double *label_hash,
-                          int64_t *slot_out);
+                          double percentile, int refresh_threshold, int replace,
+                          double *label_hash, int64_t *slot_out);
+
+/* One replacement lpt_choose_locked began is over (its new task was claimed,
+ * or will not be): the slot it held is free for anyone. */
+void lpt_replacement_end_locked(lpt_segment *seg);
 
 /* lpt_choose_locked without the lock, for its common case, a draw that
  * changes nothing: the pool is full, no eviction is due and the threshold

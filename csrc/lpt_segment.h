@@ -52,10 +52,10 @@
  * the creator, so an attacher that sees it sees an initialised segment. */
 #define LPT_MAGIC UINT64_C(0x014b43415254504c)
 /* Bump on any change to the header or the regions; attach refuses others. */
-#define LPT_LAYOUT_VERSION 5u
+#define LPT_LAYOUT_VERSION 6u
 #define LPT_HEADER_BYTES 1024u
 #define LPT_ALIGNMENT 64u
-#define LPT_HEADER_FIELDS_BYTES 304u /* checked in lpt_segment.c */
+#define LPT_HEADER_FIELDS_BYTES 320u /* checked in lpt_segment.c */
 
 /* Row columns the C core reads or writes (the full list is in SPEC.md). */
 enum lpt_column {
@@ -200,6 +200,10 @@ typedef struct lpt_header {
     _Atomic uint64_t n_lock_waits; /* acquisitions that found the lock busy */
     uint32_t last_recovered_op;
     uint32_t hot_reserved;
+    /* free slots held for the new tasks of processes that just evicted, until
+     * replacements_until (lpt_sampler.h, lpt_choose_locked) */
+    _Atomic uint64_t n_replacements;
+    int64_t replacements_until; /* CLOCK_MONOTONIC ns */
 
     /* room to grow without moving the lock (a layout version bump still) */
     uint8_t reserved[LPT_HEADER_BYTES - 2 * LPT_ALIGNMENT - LPT_HEADER_FIELDS_BYTES];

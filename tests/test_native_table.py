@@ -8,6 +8,7 @@ import os
 import pickle
 import signal
 import threading
+import time
 from pathlib import Path
 
 import numpy as np
@@ -636,6 +637,41 @@ def test_a_pass_by_another_attachment_refreshes_this_ones_batch(shared, session_
         shared.choose_pool_task(0.5, 100, 0.4, True, params, batch)
         assert shared.recomputation_count == passes + 2  # the other's pass only
         assert batch.fresh_epoch == batch.epoch and batch.events == 0
+    finally:
+        other.close()
+
+
+def test_the_slot_an_eviction_frees_is_held_for_the_evicting_tables_new_task(shared, session_id):
+    """After choose_pool_task evicts, other processes' picks draw instead of creating
+    a task into the freed slot, until the evicting table claims its new task (or
+    picks again, or 100 ms pass): its new task always finds the slot."""
+    other = NativeTable(CAPACITY, session_id=session_id)
+    try:
+        shared.configure_scoring(True, 0.1, 1)
+        for task_id in range(1, CAPACITY + 1):
+            claim(shared, task_id)
+            shared.update_tracked(task_id, task_id / CAPACITY, 0.1, BidirectionalParams(0.1, 0.01, False))
+        shared.compute_lp_distribution(DistributionParams(0.5, 0.0, 0.0, 0.0, 10.0))
+
+        victim = -shared.choose_pool_task(0.5, 1, 0.4, True)
+        assert victim > 0 and len(other) == CAPACITY - 1
+        for uniform in (0.1, 0.5, 0.9):
+            assert other.choose_pool_task(uniform, 100, 0.4, True) > 0  # a draw, not a creation
+        assert claim(shared, 1000) >= 0 and len(other) == CAPACITY
+
+        victim = -shared.choose_pool_task(0.5, 1, 0.4, True)
+        assert victim > 0
+        assert shared.choose_pool_task(0.5, 100, 0.4, True) == 0  # its own next pick ends the hold
+        assert other.choose_pool_task(0.5, 100, 0.4, True) == 0
+        assert claim(other, 1001) >= 0
+
+        victim = -shared.choose_pool_task(0.5, 1, 0.4, True)
+        assert victim > 0 and other.choose_pool_task(0.5, 100, 0.4, True) > 0
+        time.sleep(0.15)  # the hold lapses: a process that never claims costs the pool little
+        assert other.choose_pool_task(0.5, 100, 0.4, True) == 0
+        assert claim(other, 1002) >= 0 and claim(shared, 1003) == -1  # full: the claim fails cleanly
+        assert other.choose_pool_task(0.5, 100, 0.4, True) != 0
+        shared.verify()  # SegmentError if the pool's structures disagree
     finally:
         other.close()
 

@@ -338,6 +338,9 @@ cdef class SegmentTable:
     # The segment's pass count when this object last ran or noticed a pass:
     # a higher count means that another process recomputed the distribution.
     cdef uint64_t _passes_seen
+    # The last choose_pool_task evicted, and its slot is held for this object's
+    # next claim (lpt_choose_locked's replacement) until that claim or choose.
+    cdef bint _replacing
 
     def __cinit__(self, *args, **kwargs):
         self._seg.header = NULL
@@ -604,7 +607,9 @@ cdef class SegmentTable:
               double seed, double generator_type, double lp_score=0.0, double label_hash=0.0,
               bint new_only=False):
         """Track ``task_id``: its slot, -1 when full.  A tracked task is left
-        unchanged: its slot is returned, or with ``new_only`` TRACKED (-2)."""
+        unchanged: its slot is returned, or with ``new_only`` TRACKED (-2).
+        Ends the replacement this table's last eviction began (see
+        ``choose_pool_task``)."""
         cdef seg.lpt_new_task task
         cdef int64_t slot
         _check_task_id(task_id)
@@ -616,6 +621,9 @@ cdef class SegmentTable:
         task.lp_score = lp_score
         task.label_hash = label_hash
         self._acquire(self.lock_timeout)
+        if self._replacing:  # the new task of the last eviction: its held slot is free again
+            smp.lpt_replacement_end_locked(&self._seg)
+            self._replacing = False
         if new_only and seg.lpt_find_locked(&self._seg, task_id) >= 0:
             slot = _TRACKED
         else:
@@ -948,7 +956,10 @@ cdef class SegmentTable:
         ``pool_eviction_candidate``'s task (create one next; the eviction counts
         in ``batch``), else a task sampled by score (``uniform`` in [0, 1)), all
         O(log capacity).  A draw that needs no pass, threshold or eviction
-        takes no lock (``lpt_choose_unlocked``, csrc/lpt_sampler.h).
+        takes no lock (``lpt_choose_unlocked``, csrc/lpt_sampler.h).  The slot
+        an eviction frees is held for this table's next ``claim`` (the new
+        task), at most 100 ms: meanwhile other processes' picks draw instead
+        of creating a task into it.
         ``chosen_label_hash`` and ``chosen_slot`` then hold the evicted or
         sampled task's label hash and slot (0 and -1 for none).
 
@@ -992,7 +1003,8 @@ cdef class SegmentTable:
                 batch.fresh_epoch = batch.epoch
                 batch.events = 0
         due = refresh is not None and (batch is None or batch.fresh_epoch != batch.epoch)
-        if not due and not refresh_threshold and self._busy == 0 and self._seg.header != NULL:
+        if not due and not refresh_threshold and not self._replacing and self._busy == 0 \
+                and self._seg.header != NULL:
             # The common case, a draw that changes nothing, needs no lock: the
             # processes of a session then only queue for it to write.
             choice = smp.lpt_choose_unlocked(&self._seg, uniform, min_presentations, percentile,
@@ -1003,9 +1015,13 @@ cdef class SegmentTable:
                 return choice
         self._acquire(self.lock_timeout)
         try:
+            if self._replacing:  # the last eviction's new task never came
+                smp.lpt_replacement_end_locked(&self._seg)
+                self._replacing = False
             refreshed = due and self._refresh_locked(refresh)
             choice = smp.lpt_choose_locked(&self._seg, uniform, min_presentations, percentile,
-                                           refresh_threshold, &label_hash, &slot)
+                                           refresh_threshold, True, &label_hash, &slot)
+            self._replacing = choice < 0
         finally:
             self._release()
         self.chosen_label_hash = <int64_t>label_hash

@@ -450,8 +450,9 @@ class Table(abc.ABC):
         enough samples, and if ``batch`` is given only while it is stale (then
         marked fresh).  On the native engine a pass that another process of the
         session ran since this table's last one also marks ``batch`` fresh (its
-        events start again), and a draw that needs no pass, threshold or
-        eviction takes no lock."""
+        events start again), a draw that needs no pass, threshold or eviction
+        takes no lock, and the slot an eviction frees is held for this table's
+        next ``claim`` (at most 100 ms): other processes draw meanwhile."""
 
     # -- lifecycle ------------------------------------------------------------
     @abc.abstractmethod

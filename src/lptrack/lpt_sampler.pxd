@@ -28,8 +28,9 @@ cdef extern from "lpt_sampler.h" nogil:
     int64_t lpt_pool_candidate_locked(seg.lpt_segment *s, double min_presentations,
                                       double percentile, int refresh_threshold)
     int64_t lpt_choose_locked(seg.lpt_segment *s, double uniform, double min_presentations,
-                              double percentile, int refresh_threshold, double *label_hash,
-                              int64_t *slot_out)
+                              double percentile, int refresh_threshold, int replace,
+                              double *label_hash, int64_t *slot_out)
+    void lpt_replacement_end_locked(seg.lpt_segment *s)
     int64_t lpt_choose_unlocked(const seg.lpt_segment *s, double uniform, double min_presentations,
                                 double percentile, double *label_hash, int64_t *slot_out)
     void lpt_sampler_moved_locked(seg.lpt_segment *s, int64_t slot)
