@@ -567,7 +567,7 @@ int64_t lpt_choose_locked(lpt_segment *seg, double uniform, double min_presentat
         const uint64_t held = atomic_load_explicit(&h->n_replacements, memory_order_relaxed);
         if (n + held < (uint64_t)seg->capacity)
             return 0;
-        if (lpt_monotonic_ns() > h->replacements_until) {
+        if (++h->replacement_refusals > LPT_REPLACEMENT_REFUSALS) {
             atomic_store_explicit(&h->n_replacements, 0, memory_order_relaxed);
             return 0;
         }
@@ -582,7 +582,7 @@ int64_t lpt_choose_locked(lpt_segment *seg, double uniform, double min_presentat
         lpt_release_locked(seg, victim);
         if (replace) {
             lpt_bump_locked(&h->n_replacements);
-            h->replacements_until = lpt_monotonic_ns() + LPT_REPLACEMENT_NS;
+            h->replacement_refusals = 0;
         }
         return -victim;
     }

@@ -97,10 +97,11 @@ int64_t lpt_eviction_candidates_locked(const lpt_segment *seg, double min_presen
 int64_t lpt_pool_candidate_locked(lpt_segment *seg, double min_presentations, double percentile,
                                   int refresh_threshold);
 
-/* How long a slot an eviction freed stays held for the evicting process's
- * new task (see lpt_choose_locked): far longer than creating a task takes,
- * short enough that a process that dies in between costs little. */
-#define LPT_REPLACEMENT_NS (INT64_C(100) * 1000 * 1000)
+/* How many picks of other processes the slots held for replacements turn
+ * away (see lpt_choose_locked) before they are free for anyone: far more than
+ * are made while a task is created, few enough that a process that dies in
+ * between costs the pool little. */
+#define LPT_REPLACEMENT_REFUSALS 64u
 
 /* The curriculum's pick for the next episode: 0 while the pool has a free
  * slot; -task_id when it evicted lpt_pool_candidate_locked's task (released
@@ -110,10 +111,11 @@ int64_t lpt_pool_candidate_locked(lpt_segment *seg, double min_presentations, do
  *
  * With `replace`, the slot an eviction frees is held for the caller's new task
  * (header.n_replacements) until it ends the replacement
- * (lpt_replacement_end_locked, in the hold that claims the new task), for
- * LPT_REPLACEMENT_NS at the most: meanwhile other processes' picks count it
- * as taken and draw (or evict) instead of creating a task into it, which
- * would leave the evicting process's new task without a slot. */
+ * (lpt_replacement_end_locked, in the hold that claims the new task), or until
+ * LPT_REPLACEMENT_REFUSALS picks found only held slots free: meanwhile other
+ * processes' picks count it as taken and draw (or evict) instead of creating
+ * a task into it, which would leave the evicting process's new task without a
+ * slot. */
 int64_t lpt_choose_locked(lpt_segment *seg, double uniform, double min_presentations,
                           double percentile, int refresh_threshold, int replace,
                           double *label_hash, int64_t *slot_out);

@@ -16,7 +16,7 @@ _Static_assert(offsetof(lpt_header, lock) % LPT_ALIGNMENT == 0, "the lock gets i
 _Static_assert(offsetof(lpt_header, holder_undo_area) / LPT_ALIGNMENT == offsetof(lpt_header, lock) / LPT_ALIGNMENT,
                "what the lock holder writes on taking it shares the lock's cache line");
 _Static_assert(offsetof(lpt_header, generation) % LPT_ALIGNMENT == 0
-                   && offsetof(lpt_header, replacements_until) / LPT_ALIGNMENT == offsetof(lpt_header, generation) / LPT_ALIGNMENT,
+                   && offsetof(lpt_header, replacement_refusals) / LPT_ALIGNMENT == offsetof(lpt_header, generation) / LPT_ALIGNMENT,
                "the hot fields fill one cache line");
 _Static_assert(sizeof(lpt_undo_area) == LPT_ALIGNMENT, "an undo record's row starts on its own cache line");
 _Static_assert(sizeof(lpt_index_entry) == 16 && sizeof(lpt_label_entry) == 16,

@@ -200,10 +200,11 @@ typedef struct lpt_header {
     _Atomic uint64_t n_lock_waits; /* acquisitions that found the lock busy */
     uint32_t last_recovered_op;
     uint32_t hot_reserved;
-    /* free slots held for the new tasks of processes that just evicted, until
-     * replacements_until (lpt_sampler.h, lpt_choose_locked) */
+    /* free slots held for the new tasks of processes that just evicted, and
+     * the picks they have turned away since the last (lpt_sampler.h,
+     * lpt_choose_locked) */
     _Atomic uint64_t n_replacements;
-    int64_t replacements_until; /* CLOCK_MONOTONIC ns */
+    uint64_t replacement_refusals;
 
     /* room to grow without moving the lock (a layout version bump still) */
     uint8_t reserved[LPT_HEADER_BYTES - 2 * LPT_ALIGNMENT - LPT_HEADER_FIELDS_BYTES];
