@@ -553,6 +553,8 @@ void lpt_replacement_end_locked(lpt_segment *seg)
     const uint64_t held = atomic_load_explicit(&h->n_replacements, memory_order_relaxed);
     if (held > 0)
         atomic_store_explicit(&h->n_replacements, held - 1, memory_order_relaxed);
+    if (held <= 1)
+        h->replacement_refusals = 0;
 }
 
 int64_t lpt_choose_locked(lpt_segment *seg, double uniform, double min_presentations,
@@ -569,6 +571,7 @@ int64_t lpt_choose_locked(lpt_segment *seg, double uniform, double min_presentat
             return 0;
         if (++h->replacement_refusals > LPT_REPLACEMENT_REFUSALS) {
             atomic_store_explicit(&h->n_replacements, 0, memory_order_relaxed);
+            h->replacement_refusals = 0;
             return 0;
         }
         /* Every free slot is held for another process's new task: draw, or evict. */
@@ -580,10 +583,8 @@ int64_t lpt_choose_locked(lpt_segment *seg, double uniform, double min_presentat
         const int64_t victim = task_id_in(seg, slot);
         *label_hash = lpt_row(seg, slot)[LPT_COL_LABEL_HASH];
         lpt_release_locked(seg, victim);
-        if (replace) {
+        if (replace)
             lpt_bump_locked(&h->n_replacements);
-            h->replacement_refusals = 0;
-        }
         return -victim;
     }
     slot = sample_slot(seg, uniform);
@@ -600,7 +601,11 @@ int64_t lpt_choose_unlocked(const lpt_segment *seg, double uniform, double min_p
     *label_hash = 0.0;
     *slot_out = -1;
     const uint64_t n = atomic_load_explicit(&h->n_active, memory_order_acquire);
-    if (n < (uint64_t)seg->capacity)
+    /* A free slot that is not held for another process's replacement is for
+     * creating a task into; held ones leave the pick a draw (uncounted here:
+     * the locked picks count the refusals that end a dead process's hold). */
+    if (n < (uint64_t)seg->capacity
+        && n + atomic_load_explicit(&h->n_replacements, memory_order_relaxed) < (uint64_t)seg->capacity)
         return 0;
     if (n > 1) {
         /* pool_candidate_slot would recompute something, or evict */

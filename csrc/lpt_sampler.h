@@ -112,10 +112,10 @@ int64_t lpt_pool_candidate_locked(lpt_segment *seg, double min_presentations, do
  * With `replace`, the slot an eviction frees is held for the caller's new task
  * (header.n_replacements) until it ends the replacement
  * (lpt_replacement_end_locked, in the hold that claims the new task), or until
- * LPT_REPLACEMENT_REFUSALS picks found only held slots free: meanwhile other
- * processes' picks count it as taken and draw (or evict) instead of creating
- * a task into it, which would leave the evicting process's new task without a
- * slot. */
+ * LPT_REPLACEMENT_REFUSALS locked picks found only held slots free since the
+ * holds were last all over: meanwhile other processes' picks count it as
+ * taken and draw (or evict) instead of creating a task into it, which would
+ * leave the evicting process's new task without a slot. */
 int64_t lpt_choose_locked(lpt_segment *seg, double uniform, double min_presentations,
                           double percentile, int refresh_threshold, int replace,
                           double *label_hash, int64_t *slot_out);
@@ -125,8 +125,9 @@ int64_t lpt_choose_locked(lpt_segment *seg, double uniform, double min_presentat
 void lpt_replacement_end_locked(lpt_segment *seg);
 
 /* lpt_choose_locked without the lock, for its common case, a draw that
- * changes nothing: the pool is full, no eviction is due and the threshold
- * needs no recomputation (refresh_threshold would be 0).  Returns the drawn
+ * changes nothing: the pool is full (or its free slots are all held for
+ * replacements), no eviction is due and the threshold needs no recomputation
+ * (refresh_threshold would be 0).  Returns the drawn
  * task id (> 0), its label hash and slot as lpt_choose_locked would, or 0:
  * the caller then takes the lock and calls lpt_choose_locked (a slot is
  * free, an eviction may be due, the threshold is stale, or the draw met a

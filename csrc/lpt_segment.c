@@ -347,6 +347,7 @@ void lpt_rebuild_locked(lpt_segment *seg)
     memset(seg->index, 0, (seg->index_mask + 1) * sizeof(lpt_index_entry));
     atomic_store_explicit(&h->n_active, 0, RELAXED);
     atomic_store_explicit(&h->n_replacements, 0, RELAXED); /* held slots are only an optimisation */
+    h->replacement_refusals = 0;
     for (int64_t slot = 0; slot < cap; slot++)
         seg->active_pos[slot] = -1;
     for (int64_t slot = 0; slot < cap; slot++) {

@@ -201,7 +201,7 @@ typedef struct lpt_header {
     uint32_t last_recovered_op;
     uint32_t hot_reserved;
     /* free slots held for the new tasks of processes that just evicted, and
-     * the picks they have turned away since the last (lpt_sampler.h,
+     * the locked picks they turned away since none was held (lpt_sampler.h,
      * lpt_choose_locked) */
     _Atomic uint64_t n_replacements;
     uint64_t replacement_refusals;

@@ -643,7 +643,7 @@ def test_a_pass_by_another_attachment_refreshes_this_ones_batch(shared, session_
 def test_the_slot_an_eviction_frees_is_held_for_the_evicting_tables_new_task(shared, session_id):
     """After choose_pool_task evicts, other processes' picks draw instead of creating
     a task into the freed slot, until the evicting table claims its new task (or
-    picks again, or 64 picks of others): its new task always finds the slot."""
+    picks again, or 64 locked picks of others): its new task always finds the slot."""
     other = NativeTable(CAPACITY, session_id=session_id)
     try:
         shared.configure_scoring(True, 0.1, 1)
@@ -666,7 +666,10 @@ def test_the_slot_an_eviction_frees_is_held_for_the_evicting_tables_new_task(sha
 
         victim = -shared.choose_pool_task(0.5, 1, 0.4, True)
         assert victim > 0
-        for _ in range(64):
+        assert other.choose_pool_task(0.5, 100, 0.4, True) > 0  # refused 1 (locked; 100 presentations now)
+        for _ in range(100):  # draws that take no lock are not counted
+            assert other.choose_pool_task(0.5, 100, 0.4, False) > 0
+        for _ in range(63):  # refused 2 to 64
             assert other.choose_pool_task(0.5, 100, 0.4, True) > 0
         # The hold lapses: a process that never claims costs the pool little.
         assert other.choose_pool_task(0.5, 100, 0.4, True) == 0

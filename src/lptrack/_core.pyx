@@ -958,7 +958,7 @@ cdef class SegmentTable:
         O(log capacity).  A draw that needs no pass, threshold or eviction
         takes no lock (``lpt_choose_unlocked``, csrc/lpt_sampler.h).  The slot
         an eviction frees is held for this table's next ``claim`` (the new
-        task): until then, or for 64 picks at the most, other processes'
+        task): until then, or for 64 locked picks at the most, other processes'
         picks draw instead of creating a task into it.
         ``chosen_label_hash`` and ``chosen_slot`` then hold the evicted or
         sampled task's label hash and slot (0 and -1 for none).

@@ -452,7 +452,7 @@ class Table(abc.ABC):
         session ran since this table's last one also marks ``batch`` fresh (its
         events start again), a draw that needs no pass, threshold or eviction
         takes no lock, and the slot an eviction frees is held for this table's
-        next ``claim`` (for 64 picks at the most): other processes draw meanwhile."""
+        next ``claim`` (or 64 locked picks of others): other processes draw meanwhile."""
 
     # -- lifecycle ------------------------------------------------------------
     @abc.abstractmethod
