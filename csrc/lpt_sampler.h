@@ -97,10 +97,10 @@ int64_t lpt_eviction_candidates_locked(const lpt_segment *seg, double min_presen
 int64_t lpt_pool_candidate_locked(lpt_segment *seg, double min_presentations, double percentile,
                                   int refresh_threshold);
 
-/* How many picks of other processes the slots held for replacements turn
- * away (see lpt_choose_locked) before they are free for anyone: far more than
- * are made while a task is created, few enough that a process that dies in
- * between costs the pool little. */
+/* How many locked picks of other processes the slots held for replacements
+ * turn away (see lpt_choose_locked) before they are free for anyone: far more
+ * than are made while a task is created, few enough that a process that dies
+ * in between costs the pool little. */
 #define LPT_REPLACEMENT_REFUSALS 64u
 
 /* The curriculum's pick for the next episode: 0 while the pool has a free
@@ -127,11 +127,10 @@ void lpt_replacement_end_locked(lpt_segment *seg);
 /* lpt_choose_locked without the lock, for its common case, a draw that
  * changes nothing: the pool is full (or its free slots are all held for
  * replacements), no eviction is due and the threshold needs no recomputation
- * (refresh_threshold would be 0).  Returns the drawn
- * task id (> 0), its label hash and slot as lpt_choose_locked would, or 0:
- * the caller then takes the lock and calls lpt_choose_locked (a slot is
- * free, an eviction may be due, the threshold is stale, or the draw met a
- * row being written).  Writers may be mid-change meanwhile: the draw then
+ * (refresh_threshold would be 0).  Returns the drawn task id (> 0), its label
+ * hash and slot as lpt_choose_locked would, or 0: the caller then takes the
+ * lock and calls lpt_choose_locked (a slot is free, an eviction may be due,
+ * the threshold is stale, or the draw met a row being written).  Writers may be mid-change meanwhile: the draw then
  * follows a mix of the weights before and after their change, and returns a
  * task that was in its slot, never a freed slot. */
 int64_t lpt_choose_unlocked(const lpt_segment *seg, double uniform, double min_presentations,
