@@ -441,6 +441,13 @@ cdef class SegmentTable:
             return _check(rc, self)
         return 0
 
+    cdef inline void _end_replacement_locked(self) noexcept:
+        """End the replacement this table's last eviction began, if any (lock held):
+        the slot it held is free for every process again."""
+        if self._replacing:
+            smp.lpt_replacement_end_locked(&self._seg)
+            self._replacing = False
+
     cdef inline int _release(self) except -1:
         self._busy -= 1
         return _check(seg.lpt_segment_unlock(&self._seg), self)
@@ -621,9 +628,7 @@ cdef class SegmentTable:
         task.lp_score = lp_score
         task.label_hash = label_hash
         self._acquire(self.lock_timeout)
-        if self._replacing:  # the new task of the last eviction: its held slot is free again
-            smp.lpt_replacement_end_locked(&self._seg)
-            self._replacing = False
+        self._end_replacement_locked()  # this is the new task of the last eviction, if any
         if new_only and seg.lpt_find_locked(&self._seg, task_id) >= 0:
             slot = _TRACKED
         else:
@@ -1015,9 +1020,7 @@ cdef class SegmentTable:
                 return choice
         self._acquire(self.lock_timeout)
         try:
-            if self._replacing:  # the last eviction's new task never came
-                smp.lpt_replacement_end_locked(&self._seg)
-                self._replacing = False
+            self._end_replacement_locked()  # the last eviction's new task never came
             refreshed = due and self._refresh_locked(refresh)
             choice = smp.lpt_choose_locked(&self._seg, uniform, min_presentations, percentile,
                                            refresh_threshold, True, &label_hash, &slot)
