@@ -341,11 +341,24 @@ cdef class SegmentTable:
     # The last choose_pool_task evicted, and its slot is held for this object's
     # next claim (lpt_choose_locked's replacement) until that claim or choose.
     cdef bint _replacing
+    # This process's distribution pass scratch (lpt_distribution.h), allocated
+    # at the first pass: passes run without the lock, so never in the segment.
+    cdef dist.lpt_pass _pass_scratch
 
     def __cinit__(self, *args, **kwargs):
         self._seg.header = NULL
         self.chosen_slot = -1
         self.lock_timeout = DEFAULT_LOCK_TIMEOUT
+        self._pass_scratch.slots = NULL
+        self._pass_scratch.x = NULL
+        self._pass_scratch.slot_lp = NULL
+        self._pass_scratch.slot_id = NULL
+
+    def __dealloc__(self):
+        free(self._pass_scratch.slots)
+        free(self._pass_scratch.x)
+        free(self._pass_scratch.slot_lp)
+        free(self._pass_scratch.slot_id)
 
     # -- binding --------------------------------------------------------------
     def _create(self, image, int64_t capacity, int64_t row_width):
@@ -853,9 +866,37 @@ cdef class SegmentTable:
         self._release()
         _check(rc, self, "exploration_bonus must be finite and min_samples_for_lp >= 0")
 
-    cdef int _pass_locked(self, params) except -1:
-        """The distribution pass, lock held; ``params`` a DistributionParams."""
+    cdef int _pass_alloc(self) except -1:
+        cdef dist.lpt_pass *scratch = &self._pass_scratch
+        cdef size_t cap = <size_t>self.capacity
+        if scratch.slots != NULL:
+            return 0
+        scratch.slots = <int64_t *>malloc(cap * sizeof(int64_t))
+        scratch.x = <double *>malloc(2 * cap * sizeof(double))
+        scratch.slot_lp = <double *>malloc(cap * sizeof(double))
+        scratch.slot_id = <double *>malloc(cap * sizeof(double))
+        if scratch.slots == NULL or scratch.x == NULL or scratch.slot_lp == NULL or scratch.slot_id == NULL:
+            free(scratch.slots)
+            free(scratch.x)
+            free(scratch.slot_lp)
+            free(scratch.slot_id)
+            scratch.slots = NULL
+            scratch.x = scratch.slot_lp = scratch.slot_id = NULL
+            raise MemoryError()
+        return 0
+
+    cdef bint _run_pass(self, params, double percentile, bint if_mature) except -1:
+        """The distribution pass (lpt_distribution.h), no lock held on entry or
+        exit: the active list copied in one hold, the distribution computed
+        without the lock, published in holds of LPT_PUBLISH_SLOTS slots.  With
+        ``if_mature``, only if some pool task has enough samples; whether it
+        ran.  A ``percentile`` (not NaN) also computes the eviction threshold
+        without the lock and stores it; NaN leaves it to the next locked pick."""
         cdef dist.lpt_distribution_params p
+        cdef dist.lpt_pass *scratch = &self._pass_scratch
+        cdef int64_t next_slot = 0
+        cdef double threshold
+        cdef bint invalidate = not (percentile == percentile)
         if not PyTuple_Check(params) or PyTuple_GET_SIZE(params) != 5:
             raise TypeError("params must be a DistributionParams")
         p.early_progress_amplification = <object>PyTuple_GET_ITEM(params, 0)
@@ -863,40 +904,60 @@ cdef class SegmentTable:
         p.performance_bonus_weight = <object>PyTuple_GET_ITEM(params, 2)
         p.lp_score_temperature = <object>PyTuple_GET_ITEM(params, 3)
         p.z_score_amplification = <object>PyTuple_GET_ITEM(params, 4)
-        self._busy += 1
-        with nogil:
-            dist.lpt_distribution_locked(&self._seg, &p)
-        self._busy -= 1
-        self._passes_seen = seg.lpt_recomputations(&self._seg)
-        return 0
-
-    def compute_lp_distribution(self, params):
-        """Rewrite every active task's lp_score in one C pass (one lock hold),
-        which also rebuilds the sampling weights."""
+        self._pass_alloc()
         self._acquire(self.lock_timeout)
         try:
-            self._pass_locked(params)
+            if if_mature and not smp.lpt_any_mature_locked(&self._seg, NULL, 0):
+                return False
+            self._busy += 1
+            with nogil:
+                dist.lpt_pass_snapshot_locked(&self._seg, scratch)
+            self._busy -= 1
         finally:
             self._release()
+        if scratch.n == 0:
+            return True
+        self._busy += 1
+        try:
+            with nogil:
+                dist.lpt_pass_compute(&self._seg, &p, scratch)
+            while next_slot >= 0:
+                self._acquire(self.lock_timeout)
+                with nogil:
+                    next_slot = dist.lpt_pass_publish_locked(&self._seg, scratch, next_slot, invalidate)
+                self._release()
+            if not invalidate:
+                with nogil:
+                    threshold = dist.lpt_pass_threshold(&self._seg, scratch, percentile)
+                self._acquire(self.lock_timeout)
+                smp.lpt_sampler_store_threshold_locked(&self._seg, percentile, threshold)
+                self._release()
+        finally:
+            self._busy -= 1
+        self._passes_seen = seg.lpt_recomputations(&self._seg)
+        return True
+
+    def compute_lp_distribution(self, params):
+        """Rewrite every active task's lp_score and its sampling weight: one C
+        pass computed without the lock and published in short holds
+        (lpt_distribution.h)."""
+        self._run_pass(params, NAN, False)
 
     def refresh_distribution(self, params, const int64_t[::1] ids=None):
         """Run the pass iff some task of ``ids`` (None: of the pool) is tracked,
         active and has at least min_samples_for_lp completions; whether it ran."""
         cdef int mature
+        if ids is None:
+            return self._run_pass(params, NAN, True)
         self._acquire(self.lock_timeout)
-        try:
-            self._busy += 1
-            with nogil:
-                if ids is None:
-                    mature = smp.lpt_any_mature_locked(&self._seg, NULL, 0)
-                else:
-                    mature = smp.lpt_any_mature_locked(&self._seg, &ids[0] if ids.shape[0] else NULL,
-                                                       ids.shape[0])
-            self._busy -= 1
-            if mature:
-                self._pass_locked(params)
-        finally:
-            self._release()
+        self._busy += 1
+        with nogil:
+            mature = smp.lpt_any_mature_locked(&self._seg, &ids[0] if ids.shape[0] else NULL,
+                                               ids.shape[0])
+        self._busy -= 1
+        self._release()
+        if mature:
+            self._run_pass(params, NAN, False)
         return bool(mature)
 
     def scores(self, const int64_t[::1] ids not None):
@@ -994,7 +1055,6 @@ cdef class SegmentTable:
                          bint refresh_threshold, object refresh, BatchCounter batch) except? -1:
         cdef int64_t choice, slot
         cdef double label_hash
-        cdef bint refreshed = False
         cdef bint due
         cdef uint64_t passes
         _check_uniform(uniform)
@@ -1008,7 +1068,13 @@ cdef class SegmentTable:
                 batch.fresh_epoch = batch.epoch
                 batch.events = 0
         due = refresh is not None and (batch is None or batch.fresh_epoch != batch.epoch)
-        if not due and not refresh_threshold and not self._replacing and self._busy == 0 \
+        if due and self._run_pass(refresh, NAN if refresh_threshold else percentile, True) \
+                and batch is not None:
+            # Before the pick, not in its hold: the pass holds the lock only
+            # briefly (lpt_distribution.h), and computes the eviction threshold
+            # unless the pick recomputes it anyway.
+            batch.fresh_epoch = batch.epoch
+        if not refresh_threshold and not self._replacing and self._busy == 0 \
                 and self._seg.header != NULL:
             # The common case, a draw that changes nothing, needs no lock: the
             # processes of a session then only queue for it to write.
@@ -1021,7 +1087,6 @@ cdef class SegmentTable:
         self._acquire(self.lock_timeout)
         try:
             self._end_replacement_locked()  # the last eviction's new task never came
-            refreshed = due and self._refresh_locked(refresh)
             choice = smp.lpt_choose_locked(&self._seg, uniform, min_presentations, percentile,
                                            refresh_threshold, True, &label_hash, &slot)
             self._replacing = choice < 0
@@ -1029,11 +1094,8 @@ cdef class SegmentTable:
             self._release()
         self.chosen_label_hash = <int64_t>label_hash
         self.chosen_slot = slot
-        if batch is not None:
-            if refreshed:
-                batch.fresh_epoch = batch.epoch
-            if choice < 0:
-                batch.count()
+        if batch is not None and choice < 0:
+            batch.count()
         return choice
 
     def pool_eviction_candidate(self, double min_presentations, double percentile,
@@ -1048,13 +1110,6 @@ cdef class SegmentTable:
                                                 refresh_threshold)
         self._release()
         return task_id
-
-    cdef bint _refresh_locked(self, params) except -1:
-        """The lazy rule over the pool: the pass iff some task has enough samples."""
-        if not smp.lpt_any_mature_locked(&self._seg, NULL, 0):
-            return False
-        self._pass_locked(params)
-        return True
 
     def eviction_candidates(self, double min_presentations, double percentile, int64_t k):
         """Up to ``k`` pool tasks recommend_eviction would pick, best first:
