@@ -4,6 +4,7 @@
 #include <math.h>
 #include <string.h>
 
+#include "lpt_crash.h"
 #include "lpt_status.h"
 
 
@@ -193,6 +194,7 @@ void lpt_sampler_store_lp_scores_locked(lpt_segment *seg, const double *slot_lp,
             continue; /* another task since the pass read it: it keeps its own score */
         const double lp = slot_lp[slot];
         row[LPT_COL_LP_SCORE] = lp;
+        LPT_CRASH_POINT();
         if (!weights_move || !seg->mature[slot])
             continue;
         /* row_score and evict_key of a mature (so active) row, written out:

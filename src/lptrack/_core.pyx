@@ -55,6 +55,8 @@ DEFAULT_LOCK_TIMEOUT = 10.0
 #: dozen stores, so a reader meeting one retries within nanoseconds; only a
 #: writer descheduled or dead mid-row exhausts them.
 READ_ROW_ATTEMPTS = 64
+#: Slots one publishing hold of a distribution pass covers (lpt_distribution.h).
+PUBLISH_SLOTS = dist.LPT_PUBLISH_SLOTS
 #: claim(new_only=True) of a task already tracked (lptrack._table.TRACKED).
 cdef int64_t _TRACKED = -2
 
@@ -892,11 +894,30 @@ cdef class SegmentTable:
         ``if_mature``, only if some pool task has enough samples; whether it
         ran.  A ``percentile`` (not NaN) also computes the eviction threshold
         without the lock and stores it; NaN leaves it to the next locked pick."""
-        cdef dist.lpt_distribution_params p
-        cdef dist.lpt_pass *scratch = &self._pass_scratch
         cdef int64_t next_slot = 0
         cdef double threshold
         cdef bint invalidate = not (percentile == percentile)
+        if not self._begin_pass(params, if_mature):
+            return False
+        if self._pass_scratch.n == 0:
+            return True
+        while next_slot >= 0:
+            next_slot = self._publish_pass(next_slot, invalidate)
+        if not invalidate:
+            self._busy += 1
+            with nogil:
+                threshold = dist.lpt_pass_threshold(&self._seg, &self._pass_scratch, percentile)
+            self._busy -= 1
+            self._acquire(self.lock_timeout)
+            smp.lpt_sampler_store_threshold_locked(&self._seg, percentile, threshold)
+            self._release()
+        return True
+
+    cdef bint _begin_pass(self, params, bint if_mature) except -1:
+        """A pass's snapshot (one hold) and computation (no lock); False when
+        ``if_mature`` and no pool task has enough samples."""
+        cdef dist.lpt_distribution_params p
+        cdef dist.lpt_pass *scratch = &self._pass_scratch
         if not PyTuple_Check(params) or PyTuple_GET_SIZE(params) != 5:
             raise TypeError("params must be a DistributionParams")
         p.early_progress_amplification = <object>PyTuple_GET_ITEM(params, 0)
@@ -905,6 +926,7 @@ cdef class SegmentTable:
         p.lp_score_temperature = <object>PyTuple_GET_ITEM(params, 3)
         p.z_score_amplification = <object>PyTuple_GET_ITEM(params, 4)
         self._pass_alloc()
+        scratch.n = 0
         self._acquire(self.lock_timeout)
         try:
             if if_mature and not smp.lpt_any_mature_locked(&self._seg, NULL, 0):
@@ -915,27 +937,42 @@ cdef class SegmentTable:
             self._busy -= 1
         finally:
             self._release()
-        if scratch.n == 0:
-            return True
-        self._busy += 1
-        try:
+        if scratch.n > 0:
+            self._busy += 1
             with nogil:
                 dist.lpt_pass_compute(&self._seg, &p, scratch)
-            while next_slot >= 0:
-                self._acquire(self.lock_timeout)
-                with nogil:
-                    next_slot = dist.lpt_pass_publish_locked(&self._seg, scratch, next_slot, invalidate)
-                self._release()
-            if not invalidate:
-                with nogil:
-                    threshold = dist.lpt_pass_threshold(&self._seg, scratch, percentile)
-                self._acquire(self.lock_timeout)
-                smp.lpt_sampler_store_threshold_locked(&self._seg, percentile, threshold)
-                self._release()
-        finally:
             self._busy -= 1
-        self._passes_seen = seg.lpt_recomputations(&self._seg)
         return True
+
+    cdef int64_t _publish_pass(self, int64_t first_slot, bint invalidate_threshold) except -2:
+        """One publishing hold of the pass ``_begin_pass`` computed: the next range's first slot, or -1."""
+        cdef int64_t next_slot
+        if self._pass_scratch.slots == NULL:
+            raise RuntimeError("no pass was begun")
+        if first_slot < 0 or first_slot >= self.capacity:
+            raise ValueError(f"first_slot must be in [0, {self.capacity}), got {first_slot}")
+        self._acquire(self.lock_timeout)
+        self._busy += 1
+        with nogil:
+            next_slot = dist.lpt_pass_publish_locked(&self._seg, &self._pass_scratch, first_slot,
+                                                     invalidate_threshold)
+        self._busy -= 1
+        self._release()
+        if next_slot < 0:
+            self._passes_seen = seg.lpt_recomputations(&self._seg)
+        return next_slot
+
+    def begin_pass(self, params):
+        """The first steps of ``compute_lp_distribution``: copy the active list
+        (one hold) and compute the distribution over the rows as read then
+        (no lock), into this object's scratch; nothing is published yet."""
+        self._begin_pass(params, False)
+
+    def publish_pass(self, int64_t first_slot=0):
+        """Publish the begun pass's lp_scores for one range of
+        ``PUBLISH_SLOTS`` slots from ``first_slot`` (one hold): the next
+        range's first slot, or -1 once the last one counted the pass."""
+        return self._publish_pass(first_slot, True)
 
     def compute_lp_distribution(self, params):
         """Rewrite every active task's lp_score and its sampling weight: one C

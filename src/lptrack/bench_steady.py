@@ -104,10 +104,12 @@ def run_episodes_timed(curriculum: Curriculum, agent: Any, episodes: int, latenc
 
 def warm_up(curriculum: Curriculum, agent: Any, episodes_per_task: int) -> None:
     """Play ``episodes_per_task`` episodes per pool slot (untimed)."""
-    from .benchmark import run_episodes
-
-    if episodes_per_task > 0:
-        run_episodes(curriculum, agent, episodes_per_task * curriculum.num_active_tasks)
+    get_task = curriculum.get_task
+    update = curriculum.update_task_performance
+    play = agent.play
+    for _ in range(episodes_per_task * curriculum.num_active_tasks):
+        task_id = get_task()._task_id
+        update(task_id, play(task_id))
 
 
 def scored_fraction(curriculum: Curriculum) -> float:

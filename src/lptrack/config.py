@@ -92,6 +92,10 @@ class LearningProgressConfig:
     performance_mode: bool = False
     show_curriculum_troubleshooting_logging: bool = False
     perf_invalidation_batch_size: int = 100
+    #: A batch that grows with the pool (not in the original): at least this
+    #: share of the pool's slots, when that is more than perf_invalidation_batch_size
+    #: (see invalidation_batch_size).  0.0, the default, keeps the batch fixed.
+    perf_invalidation_batch_fraction: float = 0.0
     perf_cache_task_list: bool = True
     perf_log_metrics: bool = False
     engine: str = DEFAULT_ENGINE
@@ -137,11 +141,23 @@ class LearningProgressConfig:
         self.task_struct_size = _int("task_struct_size", self.task_struct_size, 1)
         self.perf_invalidation_batch_size = _int("perf_invalidation_batch_size",
                                                  self.perf_invalidation_batch_size, 1)
+        self.perf_invalidation_batch_fraction = _real("perf_invalidation_batch_fraction",
+                                                      self.perf_invalidation_batch_fraction, 0.0, 1.0)
         check_engine(self.engine)
         if self.session_id is not None and (not isinstance(self.session_id, str) or not self.session_id):
             raise ValueError(f"session_id must be None or a non-empty str, got {self.session_id!r}")
         if self.use_shared_memory and self.session_id is None:
             self.session_id = new_session_id()
+
+    def invalidation_batch_size(self, pool_size: int) -> int:
+        """Updates and evictions per batch (SPEC.md, deliberate change 1) for a pool
+        of ``pool_size`` slots: ``perf_invalidation_batch_size``, or
+        ``ceil(perf_invalidation_batch_fraction * pool_size)`` when that is more.
+        A pass costs O(pool), so a batch in proportion to the pool keeps its
+        cost per event flat as the pool grows; the distribution may then be up
+        to that many events old (README, "Staleness")."""
+        return max(self.perf_invalidation_batch_size,
+                   math.ceil(self.perf_invalidation_batch_fraction * pool_size))
 
     # -- pydantic-style surface --------------------------------------------------------
     def algorithm_type(self) -> str:
