@@ -343,6 +343,9 @@ cdef class SegmentTable:
     # The last choose_pool_task evicted, and its slot is held for this object's
     # next claim (lpt_choose_locked's replacement) until that claim or choose.
     cdef bint _replacing
+    #: The longest wait for the lock (ns) of any call through this object, since
+    #: it was made or this was last set to 0: the stalls other holders caused.
+    cdef public int64_t longest_lock_wait_ns
     # This process's distribution pass scratch (lpt_distribution.h), allocated
     # at the first pass: passes run without the lock, so never in the segment.
     cdef dist.lpt_pass _pass_scratch
@@ -440,7 +443,7 @@ cdef class SegmentTable:
     # -- locking --------------------------------------------------------------
     cdef int _acquire(self, double timeout) except -1:
         cdef int rc
-        cdef int64_t timeout_ns
+        cdef int64_t timeout_ns, waited
         if self._seg.header == NULL:
             raise ValueError("the table is closed")
         self._busy += 1
@@ -449,8 +452,12 @@ cdef class SegmentTable:
         rc = seg.lpt_segment_trylock(&self._seg)
         if rc == st.LPT_BUSY:
             timeout_ns = <int64_t>(timeout * 1e9)
+            waited = lk.lpt_monotonic_ns()
             with nogil:
                 rc = seg.lpt_segment_lock(&self._seg, timeout_ns)
+            waited = lk.lpt_monotonic_ns() - waited
+            if waited > self.longest_lock_wait_ns:
+                self.longest_lock_wait_ns = waited
         if rc != st.LPT_OK:
             self._busy -= 1
             return _check(rc, self)

@@ -31,28 +31,35 @@ from .curriculum import Curriculum, DiscreteRandomCurriculumConfig
 
 
 class CallLatencies:
-    """Nanoseconds of every ``get_task`` and ``update_task_performance`` call timed."""
+    """Nanoseconds of every ``get_task`` and ``update_task_performance`` call timed,
+    and the longest of their waits for the session's lock (when the table tells)."""
 
     def __init__(self) -> None:
         self.get_task = array("q")
         self.update = array("q")
+        self.longest_lock_wait_ns = 0
 
     def extend(self, other: CallLatencies) -> None:
         self.get_task.extend(other.get_task)
         self.update.extend(other.update)
+        self.longest_lock_wait_ns = max(self.longest_lock_wait_ns, other.longest_lock_wait_ns)
 
-    def summary(self) -> dict[str, dict[str, float]]:
-        """Per call: p50, p99 and max in microseconds, and how many calls."""
-        return {name: _percentiles(getattr(self, name)) for name in ("get_task", "update")}
+    def summary(self) -> dict[str, Any]:
+        """Per call: p50, p99 and max in microseconds, and how many calls; the
+        longest lock wait in microseconds."""
+        out: dict[str, Any] = {name: _percentiles(getattr(self, name)) for name in ("get_task", "update")}
+        out["longest_lock_wait_us"] = self.longest_lock_wait_ns / 1000
+        return out
 
     def __reduce__(self):
-        return (_latencies_from, (self.get_task.tobytes(), self.update.tobytes()))
+        return (_latencies_from, (self.get_task.tobytes(), self.update.tobytes(), self.longest_lock_wait_ns))
 
 
-def _latencies_from(get_task: bytes, update: bytes) -> CallLatencies:
+def _latencies_from(get_task: bytes, update: bytes, longest_lock_wait_ns: int) -> CallLatencies:
     latencies = CallLatencies()
     latencies.get_task.frombytes(get_task)
     latencies.update.frombytes(update)
+    latencies.longest_lock_wait_ns = longest_lock_wait_ns
     return latencies
 
 
@@ -71,17 +78,32 @@ def _percentiles(ns: array) -> dict[str, float]:
 def format_latencies(name: str, latencies: CallLatencies) -> str:
     """One line per call: ``name get_task p50 ... p99 ... max ... us``."""
     lines = []
-    for call, s in latencies.summary().items():
+    summary = latencies.summary()
+    for call in ("get_task", "update"):
+        s = summary[call]
         lines.append(
             f"{name:<10} {call:<8} p50 {s['p50_us']:8.2f} us  p99 {s['p99_us']:8.2f} us  "
             f"max {s['max_us']:10.1f} us  ({s['calls']:,} calls)"
         )
+    lines.append(f"{name:<10} longest lock wait {summary['longest_lock_wait_us']:.1f} us")
     return "\n".join(lines)
 
 
+def _table_of(curriculum: Curriculum) -> Any:
+    """The learning-progress pool's table (None for other algorithms)."""
+    tracker = getattr(curriculum.algorithm, "task_tracker", None)
+    return None if tracker is None else tracker.table
+
+
 def run_episodes_timed(curriculum: Curriculum, agent: Any, episodes: int, latencies: CallLatencies) -> float:
-    """``benchmark.run_episodes`` with every curriculum call timed into ``latencies``;
-    returns the seconds spent (the clock reads included)."""
+    """``benchmark.run_episodes`` with every curriculum call timed into ``latencies``,
+    and the table's longest lock wait over them; returns the seconds spent (the
+    clock reads included)."""
+    table = _table_of(curriculum)
+    if table is not None and hasattr(table, "longest_lock_wait_ns"):
+        table.longest_lock_wait_ns = 0
+    else:
+        table = None
     get_task = curriculum.get_task
     update = curriculum.update_task_performance
     play = agent.play
@@ -99,7 +121,10 @@ def run_episodes_timed(curriculum: Curriculum, agent: Any, episodes: int, latenc
         t3 = clock()
         get_ns(t1 - t0)
         update_ns(t3 - t2)
-    return time.perf_counter() - start
+    seconds = time.perf_counter() - start
+    if table is not None:
+        latencies.longest_lock_wait_ns = max(latencies.longest_lock_wait_ns, table.longest_lock_wait_ns)
+    return seconds
 
 
 def warm_up(curriculum: Curriculum, agent: Any, episodes_per_task: int) -> None:
@@ -115,16 +140,14 @@ def warm_up(curriculum: Curriculum, agent: Any, episodes_per_task: int) -> None:
 def scored_fraction(curriculum: Curriculum) -> float:
     """The share of a learning-progress pool's tasks that learning progress scores
     (completion_count >= min_samples_for_lp); NaN for other algorithms."""
-    algorithm = curriculum.algorithm
-    tracker = getattr(algorithm, "task_tracker", None)
-    if tracker is None:
+    table = _table_of(curriculum)
+    if table is None:
         return float("nan")
-    table = tracker.table
     slots = table.active_slots()
     if len(slots) == 0:
         return 0.0
     counts = table.rows[slots, COMPLETION_COUNT]
-    return float((counts >= algorithm.hypers.min_samples_for_lp).mean())
+    return float((counts >= curriculum.algorithm.hypers.min_samples_for_lp).mean())
 
 
 @dataclass(frozen=True)
@@ -202,10 +225,10 @@ def measure_steady_state(tasks: int, warm: int = 60, episodes: int = 2000, round
 # -- two processes on one session: per-call latency ------------------------------------------------
 
 def _background_worker(session_id: str, tasks: int, batch: int, min_samples_for_lp: int,
-                       ready: Any, stop: Any) -> None:
+                       lp_options: dict[str, Any], ready: Any, stop: Any) -> None:
     from .benchmark import SimulatedAgent, run_episodes
 
-    curriculum = Curriculum(lp_config(tasks, batch, min_samples_for_lp, session_id),
+    curriculum = Curriculum(lp_config(tasks, batch, min_samples_for_lp, session_id, **lp_options),
                             num_active_tasks=tasks, seed=7)
     agent = SimulatedAgent(7)
     try:
@@ -235,15 +258,15 @@ class LatencyResult:
 
 def measure_call_latency(tasks: int = 100_000, warm: int = 20, episodes: int = 20_000,
                          batch: int = 100, min_samples_for_lp: int = 3,
-                         context: str = "spawn") -> LatencyResult:
+                         context: str = "spawn", **lp_options: Any) -> LatencyResult:
     """Per-call latencies of a worker on a warmed shared pool: first alone, then
     while a second process of the session runs its episode loop (and so its
-    passes) on the same pool."""
+    passes) on the same pool.  ``lp_options``: more LearningProgressConfig fields."""
     from .benchmark import BARRIER_TIMEOUT_S, SimulatedAgent
 
     ctx = mp.get_context(context)
     session_id = f"bench_{uuid.uuid4().hex[:12]}"
-    curriculum = Curriculum(lp_config(tasks, batch, min_samples_for_lp, session_id),
+    curriculum = Curriculum(lp_config(tasks, batch, min_samples_for_lp, session_id, **lp_options),
                             num_active_tasks=tasks, seed=0)
     agent = SimulatedAgent(0)
     ready, stop = ctx.Event(), ctx.Event()
@@ -253,7 +276,7 @@ def measure_call_latency(tasks: int = 100_000, warm: int = 20, episodes: int = 2
         alone = CallLatencies()
         run_episodes_timed(curriculum, agent, episodes, alone)
         other = ctx.Process(target=_background_worker, name="lptrack-latency-background",
-                            args=(session_id, tasks, batch, min_samples_for_lp, ready, stop))
+                            args=(session_id, tasks, batch, min_samples_for_lp, lp_options, ready, stop))
         other.start()
         if not ready.wait(BARRIER_TIMEOUT_S):
             raise RuntimeError("the background worker did not start")
