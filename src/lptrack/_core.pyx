@@ -349,6 +349,7 @@ cdef class SegmentTable:
     # This process's distribution pass scratch (lpt_distribution.h), allocated
     # at the first pass: passes run without the lock, so never in the segment.
     cdef dist.lpt_pass _pass_scratch
+    cdef bint _passing
 
     def __cinit__(self, *args, **kwargs):
         self._seg.header = NULL
@@ -904,21 +905,29 @@ cdef class SegmentTable:
         cdef int64_t next_slot = 0
         cdef double threshold
         cdef bint invalidate = not (percentile == percentile)
-        if not self._begin_pass(params, if_mature):
+        if self._passing:
+            # Another thread's pass through this object is under way (its scratch
+            # is this object's): that pass refreshes the distribution.
             return False
-        if self._pass_scratch.n == 0:
+        self._passing = True
+        try:
+            if not self._begin_pass(params, if_mature):
+                return False
+            if self._pass_scratch.n == 0:
+                return True
+            while next_slot >= 0:
+                next_slot = self._publish_pass(next_slot, invalidate)
+            if not invalidate:
+                self._busy += 1
+                with nogil:
+                    threshold = dist.lpt_pass_threshold(&self._seg, &self._pass_scratch, percentile)
+                self._busy -= 1
+                self._acquire(self.lock_timeout)
+                smp.lpt_sampler_store_threshold_locked(&self._seg, percentile, threshold)
+                self._release()
             return True
-        while next_slot >= 0:
-            next_slot = self._publish_pass(next_slot, invalidate)
-        if not invalidate:
-            self._busy += 1
-            with nogil:
-                threshold = dist.lpt_pass_threshold(&self._seg, &self._pass_scratch, percentile)
-            self._busy -= 1
-            self._acquire(self.lock_timeout)
-            smp.lpt_sampler_store_threshold_locked(&self._seg, percentile, threshold)
-            self._release()
-        return True
+        finally:
+            self._passing = False
 
     cdef bint _begin_pass(self, params, bint if_mature) except -1:
         """A pass's snapshot (one hold) and computation (no lock); False when
@@ -972,7 +981,9 @@ cdef class SegmentTable:
     def begin_pass(self, params):
         """The first steps of ``compute_lp_distribution``: copy the active list
         (one hold) and compute the distribution over the rows as read then
-        (no lock), into this object's scratch; nothing is published yet."""
+        (no lock), into this object's scratch; nothing is published yet.
+        For tests and tools: not to be mixed with passes of other threads
+        through this object."""
         self._begin_pass(params, False)
 
     def publish_pass(self, int64_t first_slot=0):
