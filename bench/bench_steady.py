@@ -32,7 +32,7 @@ from lptrack.bench_steady import measure_call_latency, measure_steady_state
 #: Warm-up episodes per task: about 99% of tasks then have min_samples_for_lp (3) samples.
 WARM = {1_000: 60, 10_000: 60, 100_000: 20, 1_000_000: 10}
 #: The batch that grows with the pool, as a share of its slots.
-BATCH_FRACTION = 0.02
+BATCH_FRACTION = 0.05
 SIZES = [1_000, 10_000, 100_000] + ([1_000_000] if os.environ.get("LPTRACK_BENCH_1M") else [])
 
 

@@ -346,6 +346,9 @@ cdef class SegmentTable:
     #: The longest wait for the lock (ns) of any call through this object, since
     #: it was made or this was last set to 0: the stalls other holders caused.
     cdef public int64_t longest_lock_wait_ns
+    #: The longest lock hold (ns) of this object's distribution passes (the
+    #: snapshot or one publishing range), likewise.
+    cdef public int64_t longest_pass_hold_ns
     # This process's distribution pass scratch (lpt_distribution.h), allocated
     # at the first pass: passes run without the lock, so never in the segment.
     cdef dist.lpt_pass _pass_scratch
@@ -934,6 +937,7 @@ cdef class SegmentTable:
         ``if_mature`` and no pool task has enough samples."""
         cdef dist.lpt_distribution_params p
         cdef dist.lpt_pass *scratch = &self._pass_scratch
+        cdef int64_t held
         if not PyTuple_Check(params) or PyTuple_GET_SIZE(params) != 5:
             raise TypeError("params must be a DistributionParams")
         p.early_progress_amplification = <object>PyTuple_GET_ITEM(params, 0)
@@ -947,10 +951,12 @@ cdef class SegmentTable:
         try:
             if if_mature and not smp.lpt_any_mature_locked(&self._seg, NULL, 0):
                 return False
+            held = lk.lpt_monotonic_ns()
             self._busy += 1
             with nogil:
                 dist.lpt_pass_snapshot_locked(&self._seg, scratch)
             self._busy -= 1
+            self._note_pass_hold(held)
         finally:
             self._release()
         if scratch.n > 0:
@@ -960,19 +966,26 @@ cdef class SegmentTable:
             self._busy -= 1
         return True
 
+    cdef inline void _note_pass_hold(self, int64_t since) noexcept:
+        cdef int64_t held = lk.lpt_monotonic_ns() - since
+        if held > self.longest_pass_hold_ns:
+            self.longest_pass_hold_ns = held
+
     cdef int64_t _publish_pass(self, int64_t first_slot, bint invalidate_threshold) except -2:
         """One publishing hold of the pass ``_begin_pass`` computed: the next range's first slot, or -1."""
-        cdef int64_t next_slot
+        cdef int64_t next_slot, held
         if self._pass_scratch.slots == NULL:
             raise RuntimeError("no pass was begun")
         if first_slot < 0 or first_slot >= self.capacity:
             raise ValueError(f"first_slot must be in [0, {self.capacity}), got {first_slot}")
         self._acquire(self.lock_timeout)
+        held = lk.lpt_monotonic_ns()
         self._busy += 1
         with nogil:
             next_slot = dist.lpt_pass_publish_locked(&self._seg, &self._pass_scratch, first_slot,
                                                      invalidate_threshold)
         self._busy -= 1
+        self._note_pass_hold(held)
         self._release()
         if next_slot < 0:
             self._passes_seen = seg.lpt_recomputations(&self._seg)
