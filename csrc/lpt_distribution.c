@@ -136,15 +136,3 @@ double lpt_pass_threshold(const lpt_segment *seg, lpt_pass *pass, double percent
         pass->x[i] = seg->weights[pass->slots[i]];
     return lpt_percentile(pass->x, pass->n, percentile);
 }
-
-void lpt_distribution_locked(lpt_segment *seg, const lpt_distribution_params *p, lpt_pass *pass)
-{
-    if (atomic_load_explicit(&seg->header->n_active, memory_order_relaxed) == 0)
-        return;
-    lpt_pass_snapshot_locked(seg, pass);
-    lpt_pass_compute(seg, p, pass);
-    int64_t next = 0;
-    do
-        next = lpt_pass_publish_locked(seg, pass, next, 1);
-    while (next >= 0);
-}

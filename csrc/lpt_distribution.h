@@ -74,8 +74,4 @@ int64_t lpt_pass_publish_locked(lpt_segment *seg, const lpt_pass *pass, int64_t 
  * lpt_sampler_store_threshold_locked. */
 double lpt_pass_threshold(const lpt_segment *seg, lpt_pass *pass, double percentile);
 
-/* The whole pass in one hold (the caller holds the lock throughout): crash
- * recovery and tests. */
-void lpt_distribution_locked(lpt_segment *seg, const lpt_distribution_params *p, lpt_pass *pass);
-
 #endif /* LPT_DISTRIBUTION_H */

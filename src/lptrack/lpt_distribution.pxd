@@ -26,4 +26,3 @@ cdef extern from "lpt_distribution.h" nogil:
     int64_t lpt_pass_publish_locked(seg.lpt_segment *s, const lpt_pass *p, int64_t first_slot,
                                     int invalidate_threshold)
     double lpt_pass_threshold(const seg.lpt_segment *s, lpt_pass *p, double percentile)
-    void lpt_distribution_locked(seg.lpt_segment *s, const lpt_distribution_params *params, lpt_pass *p)
