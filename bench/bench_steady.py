@@ -23,6 +23,7 @@ keep the code working; the figures come from normal runs.
 
 from __future__ import annotations
 
+import math
 import os
 
 import pytest
@@ -41,13 +42,14 @@ SIZES = [1_000, 10_000, 100_000] + ([1_000_000] if os.environ.get("LPTRACK_BENCH
 @pytest.mark.parametrize("tasks", SIZES, ids=lambda n: f"{n // 1000}k" if n < 10**6 else "1M")
 def test_steady_state(benchmark, tasks: int, fraction: float) -> None:
     quick = benchmark.disabled
+    batch = max(100, math.ceil(fraction * tasks))
     kwargs = dict(
-        tasks=tasks, warm=1 if quick else WARM[tasks], episodes=200 if quick else 4000,
-        rounds=1 if quick else 11, perf_invalidation_batch_fraction=fraction,
+        tasks=tasks, warm=1 if quick else WARM[tasks], episodes=200 if quick else max(4000, 2 * batch),
+        rounds=1 if quick else (11 if tasks < 10**6 else 5), perf_invalidation_batch_fraction=fraction,
     )
     result = benchmark.pedantic(measure_steady_state, kwargs=kwargs, rounds=1)
     benchmark.extra_info.update(
-        uniform_us=result.uniform_us, lp_us=result.lp_us, ratio=result.ratio,
+        uniform_us=result.uniform_us, lp_us=result.lp_us, ratio=result.ratio, total_ratio=result.total_ratio,
         scored_fraction=result.scored_fraction,
     )
     print(f"\nbatch fraction {fraction}: {result.line()}")

@@ -148,9 +148,7 @@ def _die_publishing(session_id: str, capacity: int, countdown: int) -> None:
     table = NativeTable(capacity, session_id=session_id)
     table.begin_pass(PARAMS)
     _core._arm_crash(countdown)
-    next_slot = 0
-    while next_slot >= 0:
-        next_slot = table.publish_pass(next_slot)
+    publish_all(table)
     _core._arm_crash(0)
     table.close()
 
