@@ -67,4 +67,5 @@ def test_call_latency_while_another_process_runs_passes(benchmark) -> None:
             for key in ("p50_us", "p99_us", "max_us"):
                 benchmark.extra_info[f"{name}_{call}_{key}"] = summary[call][key]
         benchmark.extra_info[f"{name}_longest_lock_wait_us"] = summary["longest_lock_wait_us"]
+        benchmark.extra_info[f"{name}_longest_pass_hold_us"] = summary["longest_pass_hold_us"]
     print("\n" + result.lines())

@@ -37,26 +37,32 @@ class CallLatencies:
     def __init__(self) -> None:
         self.get_task = array("q")
         self.update = array("q")
-        self.longest_lock_wait_ns = 0
-        self.longest_pass_hold_ns = 0
+        # None: no learning-progress table was timed (uniform sampling has none).
+        self.longest_lock_wait_ns: int | None = None
+        self.longest_pass_hold_ns: int | None = None
 
     def extend(self, other: CallLatencies) -> None:
         self.get_task.extend(other.get_task)
         self.update.extend(other.update)
-        self.longest_lock_wait_ns = max(self.longest_lock_wait_ns, other.longest_lock_wait_ns)
-        self.longest_pass_hold_ns = max(self.longest_pass_hold_ns, other.longest_pass_hold_ns)
+        self.longest_lock_wait_ns = _larger(self.longest_lock_wait_ns, other.longest_lock_wait_ns)
+        self.longest_pass_hold_ns = _larger(self.longest_pass_hold_ns, other.longest_pass_hold_ns)
 
     def summary(self) -> dict[str, Any]:
         """Per call: p50, p99 and max in microseconds, and how many calls; the
         longest lock wait and the longest lock hold of a pass, in microseconds."""
         out: dict[str, Any] = {name: _percentiles(getattr(self, name)) for name in ("get_task", "update")}
-        out["longest_lock_wait_us"] = self.longest_lock_wait_ns / 1000
-        out["longest_pass_hold_us"] = self.longest_pass_hold_ns / 1000
+        for name in ("longest_lock_wait", "longest_pass_hold"):
+            ns = getattr(self, f"{name}_ns")
+            out[f"{name}_us"] = None if ns is None else ns / 1000
         return out
 
     def __reduce__(self):
         return (_latencies_from, (self.get_task.tobytes(), self.update.tobytes(),
                                   self.longest_lock_wait_ns, self.longest_pass_hold_ns))
+
+
+def _larger(a: int | None, b: int | None) -> int | None:
+    return a if b is None else b if a is None else max(a, b)
 
 
 def _latencies_from(get_task: bytes, update: bytes, longest_lock_wait_ns: int,
@@ -91,8 +97,9 @@ def format_latencies(name: str, latencies: CallLatencies) -> str:
             f"{name:<10} {call:<8} p50 {s['p50_us']:8.2f} us  p99 {s['p99_us']:8.2f} us  "
             f"max {s['max_us']:10.1f} us  ({s['calls']:,} calls)"
         )
-    lines.append(f"{name:<10} longest lock wait {summary['longest_lock_wait_us']:.1f} us, "
-                 f"longest lock hold of a pass {summary['longest_pass_hold_us']:.1f} us")
+    if summary["longest_lock_wait_us"] is not None:
+        lines.append(f"{name:<10} longest lock wait {summary['longest_lock_wait_us']:.1f} us, "
+                     f"longest lock hold of a pass {summary['longest_pass_hold_us']:.1f} us")
     return "\n".join(lines)
 
 
@@ -130,8 +137,8 @@ def run_episodes_timed(curriculum: Curriculum, agent: Any, episodes: int, latenc
         update_ns(t3 - t2)
     seconds = time.perf_counter() - start
     if table is not None:
-        latencies.longest_lock_wait_ns = max(latencies.longest_lock_wait_ns, table.longest_lock_wait_ns)
-        latencies.longest_pass_hold_ns = max(latencies.longest_pass_hold_ns, table.longest_pass_hold_ns)
+        latencies.longest_lock_wait_ns = _larger(latencies.longest_lock_wait_ns, table.longest_lock_wait_ns)
+        latencies.longest_pass_hold_ns = _larger(latencies.longest_pass_hold_ns, table.longest_pass_hold_ns)
     return seconds
 
 
