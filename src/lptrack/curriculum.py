@@ -381,8 +381,10 @@ class Curriculum:
         ``/sample_prob``, ``/completions``, ``/mean_score`` (rank 1 first).
 
         A sampling probability is the task's weight over the pool's total, the
-        weights a draw uses: ``exploration_bonus`` below ``min_samples_for_lp``
-        scores, else the task's ``lp_score``, as of the last distribution pass.
+        weights the next draw uses: ``exploration_bonus`` below
+        ``min_samples_for_lp`` scores, else the task's ``lp_score`` (a pass that
+        is due runs first, as before a draw).  Not ``lp_score`` alone: a young
+        task's ``lp_score`` is tiny while it weighs ``exploration_bonus``.
 
         Under the uniform baseline the pool is this process's own: tasks,
         capacity, completions, mean score, per-label task counts and
@@ -675,7 +677,8 @@ def _lp_pool_stats(algorithm: Any, top: int) -> dict[str, float]:
     ids = rows[:, col.TASK_ID].astype(np.int64)
     completions = rows[:, col.COMPLETION_COUNT]
     total_scores = rows[:, col.TOTAL_SCORE]
-    weights = np.maximum(tracker.scores(ids), 0.0) if ids.size else np.empty(0)
+    # The weights the next draw uses: a due distribution pass runs first, as it would then.
+    weights = np.maximum(algorithm.scorer.score_many(ids), 0.0) if ids.size else np.empty(0)
     total_weight = float(weights.sum())
     if total_weight > 0.0:
         probabilities = weights / total_weight
