@@ -400,11 +400,11 @@ def test_copies_of_a_seeded_curriculum_draw_their_own_streams(start_method: str,
 
 def test_curricula_built_with_one_seed_replay_one_stream(session_id: str) -> None:
     """What the docs warn of: an explicit seed is the whole stream of the process that
-    builds it; processes that create an id already in the pool say so."""
-    per_worker, warned = created_ids("fork", session_id, "config", [7] * STREAM_WORKERS)
+    builds it.  (Whether a process also warns depends on the timing: the id it draws
+    again may have been evicted already; test_a_replayed_stream_warns_once checks that.)"""
+    per_worker, _ = created_ids("fork", session_id, "config", [7] * STREAM_WORKERS)
     distinct = len({task_id for ids in per_worker for task_id in ids})
     assert distinct < sum(map(len, per_worker))  # processes created the same ids
-    assert warned > 0
 
 
 def test_a_replayed_stream_warns_once(session_id: str) -> None:
