@@ -563,6 +563,9 @@ def test_fixed_task_set_across_processes(start_method: str, how: str, session_id
         assert stats["pool/label/solved/tasks"] == stats["pool/label/unsolved/tasks"] == 6.0
         assert stats["pool/label/solved/completions"] + stats["pool/label/unsolved/completions"] == 3 * episodes
         assert stats["pool/mean_score"] == pytest.approx(stats["pool/label/solved/completions"] / (3 * episodes))
+        # The workers' close() left the segment to its creator: a late joiner finds the pool.
+        with Curriculum(config, tasks=FIXED_TASKS) as late:
+            assert late.pool_stats()["pool/completions"] == 3 * episodes
     finally:
         owner.close()
 
