@@ -306,3 +306,45 @@ def test_scorer_helpers(engine: str) -> None:
     assert scorer._stale_dist is False
     lp_scores = [tracker.backend.get_task_data(tracker.get_task_index(t))[4] for t in tracker.get_all_tracked_tasks()]
     assert sum(lp_scores) == pytest.approx(1.0)
+
+
+# -- the ids the original's Curriculum passes every episode ------------------------------------------------
+@pytest.mark.parametrize(
+    "bad, error, message",
+    [
+        (2.5, TypeError, "got float 2.5"),
+        (True, TypeError, "got bool True"),
+        ("3", TypeError, "got str '3'"),
+        (None, TypeError, "got NoneType None"),
+        (0, ValueError, "got 0"),
+        (-5, ValueError, "got -5"),
+        (2**53, ValueError, "got 9007199254740992"),
+        (2**64, ValueError, "got 18446744073709551616"),
+    ],
+)
+def test_bad_ids_are_refused_in_score_tasks_and_recommend_eviction(
+    engine: str, bad: object, error: type, message: str
+) -> None:
+    algorithm = make(engine)
+    create(algorithm, 1, "l")
+    for call in (lambda ids: algorithm.score_tasks(ids), lambda ids: algorithm.recommend_eviction(ids, 0)):
+        for ids in ([1, bad], (bad, 1)):
+            with pytest.raises(error, match=message):
+                call(ids)
+
+
+def test_score_tasks_takes_any_collection_of_ids(engine: str) -> None:
+    algorithm = make(engine)
+    for task_id in (1, 2, 3):
+        create(algorithm, task_id, "l")
+    for score in (0.1, 0.5, 0.9):
+        algorithm.update_task_performance(2, score)
+    expected = {task_id: algorithm.get_task_score(task_id) for task_id in (1, 2, 3, 7)}
+    assert algorithm.score_tasks([1, 2, 3, 7]) == expected
+    assert algorithm.score_tasks((1, 2, 3, 7)) == expected
+    assert algorithm.score_tasks(iter([1, 2, 3, 7])) == expected
+    assert algorithm.score_tasks(np.array([1, 2, 3, 7])) == expected
+    assert algorithm.score_tasks([np.int64(2), 3]) == {2: expected[2], 3: expected[3]}
+    assert algorithm.score_tasks([2, 2, 1]) == {2: expected[2], 1: expected[1]}
+    assert algorithm.score_tasks([]) == {}
+    assert algorithm.recommend_eviction(np.array([2, 1]), 3) == algorithm.recommend_eviction([2, 1], 3)

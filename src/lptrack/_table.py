@@ -78,7 +78,12 @@ def check_task_id(task_id: object) -> int:
 def task_id_array(task_ids: Sequence[object] | np.ndarray) -> np.ndarray:
     """Task ids as an int64 array, each checked as ``check_task_id`` does (in bulk
     when they are plain ints, one by one only to name the first bad one)."""
-    array = np.asarray(task_ids) if len(task_ids) else np.empty(0, dtype=np.int64)
+    if isinstance(task_ids, np.ndarray):
+        array = task_ids
+    elif set(map(type, task_ids)) <= {int}:  # no bool (an int to numpy), float or str
+        array = np.asarray(task_ids) if len(task_ids) else np.empty(0, dtype=np.int64)
+    else:
+        array = np.empty(0, dtype=object)  # not all ints: the checks one by one below
     if (
         array.ndim != 1
         or array.dtype.kind not in "iu"
