@@ -36,7 +36,8 @@ from typing import Any
 import pytest
 
 from lptrack import CurriculumTask, LearningProgressConfig, NullStatsLogger
-from lptrack.benchmark import SimulatedAgent
+# run_episodes needs only get_task() and update_task_performance(): it drives this loop too.
+from lptrack.benchmark import SimulatedAgent, run_episodes
 
 TASKS = 1_000
 EPISODES = 1_000
@@ -152,18 +153,6 @@ def make_loop(
     agent = SimulatedAgent(seed)
     run_episodes(curriculum, agent, WARMUP_PER_TASK * tasks)
     return curriculum, agent, algorithm
-
-
-def run_episodes(curriculum: OriginalShapeCurriculum, agent: SimulatedAgent, episodes: int) -> float:
-    """Run ``episodes`` episodes; the seconds spent."""
-    get_task = curriculum.get_task
-    update = curriculum.update_task_performance
-    play = agent.play
-    start = time.perf_counter()
-    for _ in range(episodes):
-        task_id = get_task()._task_id
-        update(task_id, play(task_id))
-    return time.perf_counter() - start
 
 
 @dataclass

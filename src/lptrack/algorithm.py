@@ -189,8 +189,8 @@ class LearningProgressAlgorithm(StatsLogger):
 
     # -- scoring ------------------------------------------------------------------------------
     def score_tasks(self, task_ids: Iterable[int]) -> dict[int, float]:
-        """{id: score} of every id.  One conversion of the ids, one table call, and
-        the dict built in one step: no Python loop per task here."""
+        """{id: score} of every id: the ids converted once, the scores read in one
+        table pass, the dict built in one step (no Python loop per task here)."""
         if type(task_ids) is not list:
             task_ids = list(task_ids)
         scores = self.scorer.score_many(self._table.task_id_array(task_ids))
