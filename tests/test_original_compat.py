@@ -10,6 +10,7 @@ reads, not from the code under test.
 from __future__ import annotations
 
 import math
+import numbers
 import time
 from types import SimpleNamespace
 from typing import Any
@@ -348,3 +349,26 @@ def test_score_tasks_takes_any_collection_of_ids(engine: str) -> None:
     assert algorithm.score_tasks([2, 2, 1]) == {2: expected[2], 1: expected[1]}
     assert algorithm.score_tasks([]) == {}
     assert algorithm.recommend_eviction(np.array([2, 1]), 3) == algorithm.recommend_eviction([2, 1], 3)
+
+
+def test_native_conversion_refuses_ids_changed_while_converting() -> None:
+    """The typed loop reads the list without bounds checks: an id whose conversion
+    shrinks the list must stop it, not read past the end."""
+    from lptrack._native import NativeTable
+
+    ids: list[object] = []
+
+    class ShrinkingId(int):
+        def __int__(self) -> int:
+            ids.clear()
+            return 5
+
+    assert isinstance(ShrinkingId(5), numbers.Integral)
+    ids.extend([1, ShrinkingId(5), 3, 4])
+    table = NativeTable(4)
+    try:
+        with pytest.raises(RuntimeError, match="changed"):
+            table.task_id_array(ids)
+        assert table.task_id_array([1, np.int64(2), 3]).tolist() == [1, 2, 3]
+    finally:
+        table.close()
