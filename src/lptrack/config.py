@@ -20,10 +20,10 @@ import math
 import numbers
 import secrets
 import typing
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
-from typing import TYPE_CHECKING, Any, ClassVar, Literal, NamedTuple
+from typing import TYPE_CHECKING, Any, ClassVar, Literal, NamedTuple, Protocol
 
 from lptrack._engines import DEFAULT_ENGINE, ENGINES, check_engine
 
@@ -142,7 +142,14 @@ class EngineCheck(NamedTuple):
         return {"enum": list(ENGINES)}
 
 
-FieldCheck = Callable[[str, object], Any]
+class FieldCheck(Protocol):
+    """What ``ConfigModel`` needs of a field's check."""
+
+    def __call__(self, name: str, value: object) -> Any:
+        """``value`` validated (and normalised, e.g. an int for a float field), else TypeError/ValueError."""
+
+    def json_schema(self) -> dict[str, Any]:
+        """The bounds the check enforces, as JSON-schema keywords."""
 
 
 class ConfigField(NamedTuple):
@@ -177,9 +184,10 @@ class ConfigModel:
     """The pydantic-model surface of a config dataclass, without pydantic.
 
     A subclass is a ``@dataclass(kw_only=True)`` whose fields all have defaults
-    and whose ``_field_checks`` hold each field's check.  Checks run in
-    ``__post_init__`` (construction, presets, copies, and pydantic building a
-    config from a dict) and on every assignment; unknown fields are refused.
+    and whose ``_field_checks`` hold each field's check (a field without one
+    cannot even be set by ``__init__``).  Checks run on every assignment, and
+    again in ``__post_init__``, which is all that runs when pydantic builds a
+    config (it sets the fields directly); unknown fields are refused.
     """
 
     _field_checks: ClassVar[Mapping[str, FieldCheck]] = {}
@@ -205,8 +213,8 @@ class ConfigModel:
         self,
         *,
         mode: Literal["python", "json"] = "python",
-        include: typing.Collection[str] | None = None,
-        exclude: typing.Collection[str] | None = None,
+        include: Collection[str] | None = None,
+        exclude: Collection[str] | None = None,
     ) -> dict[str, Any]:
         """Every field by name (a fresh dict; lists copied).  Every value is JSON-native,
         so ``mode="json"`` gives the same dict."""
@@ -224,8 +232,8 @@ class ConfigModel:
         self,
         *,
         indent: int | None = None,
-        include: typing.Collection[str] | None = None,
-        exclude: typing.Collection[str] | None = None,
+        include: Collection[str] | None = None,
+        exclude: Collection[str] | None = None,
     ) -> str:
         return json.dumps(self.model_dump(include=include, exclude=exclude), indent=indent)
 
@@ -264,7 +272,7 @@ class ConfigModel:
         properties = handler.resolve_ref_schema(json_schema).get("properties", {})
         for name, check in cls._field_checks.items():
             if name in properties:
-                properties[name].update(check.json_schema())  # type: ignore[attr-defined]
+                properties[name].update(check.json_schema())
         return json_schema
 
 
