@@ -58,7 +58,7 @@ class BenchConfig:
     #: Time every get_task and update_task_performance call (p50, p99, max).
     latency: bool = False
     #: perf_invalidation_batch_fraction of lp-native (a batch that grows with the pool).
-    batch_fraction: float = 0.0
+    batch_fraction: float = LearningProgressConfig.perf_invalidation_batch_fraction
 
     def __post_init__(self) -> None:
         for name in ("tasks", "episodes_per_epoch", "epochs", "workers", "batch", "min_samples_for_lp"):

@@ -86,7 +86,7 @@ def _add_steady_state_options(p: argparse.ArgumentParser, defaults: benchmark.Be
                    help="also time every get_task and update_task_performance call: p50, p99, max")
     p.add_argument("--batch-fraction", type=_fraction, default=defaults.batch_fraction,
                    help="perf_invalidation_batch_fraction of lp-native: a batch of at least this share "
-                        "of the pool (default %(default)s: --batch only)")
+                        "of the pool (default %(default)s; 0: --batch only)")
 
 
 def _cmd_bench(args: argparse.Namespace) -> int:

@@ -352,8 +352,8 @@ class LearningProgressConfig(ConfigModel):
     perf_invalidation_batch_size: int = 100
     #: A batch that grows with the pool (not in the original): at least this
     #: share of the pool's slots, when that is more than perf_invalidation_batch_size
-    #: (see invalidation_batch_size).  0.0, the default, keeps the batch fixed.
-    perf_invalidation_batch_fraction: float = 0.0
+    #: (see invalidation_batch_size).  0.0 keeps the batch fixed.
+    perf_invalidation_batch_fraction: float = 0.05
     perf_cache_task_list: bool = True
     perf_log_metrics: bool = False
     engine: str = DEFAULT_ENGINE
@@ -369,7 +369,11 @@ class LearningProgressConfig(ConfigModel):
         ``ceil(perf_invalidation_batch_fraction * pool_size)`` when that is more.
         A pass costs O(pool), so a batch in proportion to the pool keeps its
         cost per event flat as the pool grows; the distribution may then be up
-        to that many events old (README, "Staleness")."""
+        to that many events old (README, "Staleness").  A batch size of 1 is
+        the original's behaviour, a pass after every event, and stays so at any
+        fraction: the golden traces' contract."""
+        if self.perf_invalidation_batch_size == 1:
+            return 1
         return max(self.perf_invalidation_batch_size,
                    math.ceil(self.perf_invalidation_batch_fraction * pool_size))
 
