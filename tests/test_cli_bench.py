@@ -11,14 +11,10 @@ from pathlib import Path
 
 import pytest
 
-from lptrack import _shm, cli
+from lptrack import _shm, benchmark, cli
 from lptrack.benchmark import ALGORITHMS
 
 TINY = ["bench", "--tasks", "20", "--episodes-per-epoch", "60", "--epochs", "2"]
-
-
-def _bench_segments() -> set[str]:
-    return {name for name in os.listdir("/dev/shm") if name.startswith(_shm.SEGMENT_PREFIX)}
 
 
 def test_bench_reports_every_algorithm_and_epoch(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -41,14 +37,38 @@ def test_bench_reports_every_algorithm_and_epoch(tmp_path: Path, capsys: pytest.
     assert summary["lp-native"]["speedup_vs_lp_python"] > 0
 
 
-def test_bench_with_workers_shares_one_session_and_leaves_nothing(tmp_path: Path) -> None:
-    before = _bench_segments()
+def test_bench_with_workers_shares_one_session_and_leaves_nothing(
+    tmp_path: Path, session_id: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The run's one session is the fixture's, so only its segments are looked at: other
+    programs' sessions come and go on the host meanwhile."""
+    sessions_made: list[str] = []
+
+    def one_known_session() -> str:
+        sessions_made.append(session_id)
+        return session_id
+
+    monkeypatch.setattr(benchmark, "new_session_id", one_known_session)
+    segments_during_run: list[list[str]] = []
+    progress_line = benchmark._progress_line
+
+    def progress_line_noting_segments(row: benchmark.EpochResult) -> str:
+        segments_during_run.append(_session_segments(session_id))
+        return progress_line(row)
+
+    monkeypatch.setattr(benchmark, "_progress_line", progress_line_noting_segments)
     out = tmp_path / "workers.json"
     rc = cli.main([*TINY, "--workers", "2", "--algorithms", "lp-native", "--json", str(out)])
     assert rc == 0
     rows = json.loads(out.read_text())["rows"]
     assert [row["algorithm"] for row in rows] == ["lp-native", "lp-native"]
-    assert _bench_segments() == before
+    assert sessions_made == [session_id]  # both workers on one session
+    assert len(segments_during_run) == 2 and all(segments_during_run)  # which lived through the epochs
+    assert not _session_segments(session_id)
+
+
+def _session_segments(session_id: str) -> list[str]:
+    return [name for name in os.listdir("/dev/shm") if name.startswith(_shm.SEGMENT_PREFIX) and name.endswith(session_id)]
 
 
 def test_bench_plot_writes_a_png_or_says_what_is_missing(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

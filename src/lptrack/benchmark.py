@@ -216,12 +216,17 @@ def run_algorithm(
     return _run_multiprocess(algorithm, config, progress)
 
 
+def new_session_id() -> str:
+    """A fresh session id for one multi-process run (its segments end with it)."""
+    return f"bench_{uuid.uuid4().hex[:12]}"
+
+
 def _run_multiprocess(
     algorithm: str, config: BenchConfig, progress: Callable[[str], None]
 ) -> list[EpochResult]:
     """Workers share one session (one pool); the parent times each epoch between barriers."""
     ctx = mp.get_context("spawn")
-    session_id = f"bench_{uuid.uuid4().hex[:12]}"
+    session_id = new_session_id()
     owner = None
     if algorithm != "discrete":
         # The parent creates the session so its lifetime spans every worker's.
@@ -401,7 +406,7 @@ def measure_session_scaling(tasks: int = 1000, episodes: int = 20000, rounds: in
     """Interleaved rounds of one worker alone, two sharing its session, two on separate
     sessions (lp-native, ``episodes`` per worker and phase); see ScalingResult."""
     ctx = mp.get_context(context)
-    sessions = [f"bench_{uuid.uuid4().hex[:12]}" for _ in range(2)]
+    sessions = [new_session_id() for _ in range(2)]
     # The parent creates both sessions, so their lifetimes span every worker's.
     owners = [
         Curriculum(make_curriculum_config("lp-native", BenchConfig(tasks=tasks, workers=2), s), num_active_tasks=tasks)
