@@ -21,6 +21,13 @@ def _positive_int(text: str) -> int:
     return value
 
 
+def _epoch_seconds(text: str) -> float | None:
+    value = float(text)
+    if not 0 <= value < float("inf"):
+        raise argparse.ArgumentTypeError(f"must be a number of seconds >= 0, got {text!r}")
+    return value or None
+
+
 def _algorithm_list(text: str) -> tuple[str, ...]:
     names = tuple(a.strip() for a in text.split(",") if a.strip())
     unknown = [a for a in names if a not in benchmark.ALGORITHMS]
@@ -45,6 +52,9 @@ def _add_bench_parser(subparsers: argparse._SubParsersAction) -> None:
                    help=f"episodes per epoch, over all workers (default {defaults.episodes_per_epoch})")
     p.add_argument("--epochs", type=_positive_int, default=None,
                    help=f"epochs per algorithm (default {defaults.epochs})")
+    p.add_argument("--epoch-seconds", type=_epoch_seconds, default=defaults.epoch_seconds, metavar="SECONDS",
+                   help="end an epoch early after SECONDS of episodes; episodes/s is then over the episodes "
+                        "run (default %(default)s, which only lp-python reaches; 0: no time limit)")
     p.add_argument("--workers", type=_positive_int, default=defaults.workers,
                    help="processes sharing one session (default %(default)s)")
     p.add_argument("--batch", type=_positive_int, default=defaults.batch,
@@ -77,6 +87,7 @@ def _cmd_bench(args: argparse.Namespace) -> int:
         min_samples_for_lp=args.min_samples_for_lp,
         algorithms=args.algorithms,
         seed=args.seed,
+        epoch_seconds=args.epoch_seconds,
     )
     if args.plot:
         benchmark.require_matplotlib()
