@@ -13,7 +13,7 @@ from __future__ import annotations
 import random
 from typing import Any, Callable, Protocol
 
-from .algorithm import CurriculumTask, NullStatsLogger
+from .algorithm import CurriculumTask, NullStatsLogger, warn_score_out_of_range
 from .config import LearningProgressConfig
 
 #: Task ids are drawn uniformly from [1, 2**53): exactly representable in a float64 row.
@@ -143,6 +143,8 @@ class DiscreteRandomAlgorithm:
     def update_task_performance(self, task_id: int, score: float) -> None:
         self._completions += 1
         self._sum_scores += score
+        if not 0.0 <= score <= 1.0:
+            warn_score_out_of_range(score)
 
     def stats(self, prefix: str = "") -> dict[str, float]:
         mean = self._sum_scores / self._completions if self._completions else 0.0
@@ -307,7 +309,13 @@ class Curriculum:
                 f"this curriculum has {self.num_active_tasks}"
             )
         rng = random.Random()
-        rng.setstate(_as_rng_state(state["rng_state"]))
+        try:
+            rng.setstate(_as_rng_state(state["rng_state"]))
+        except (TypeError, ValueError, OverflowError) as exc:
+            raise ValueError(
+                "curriculum checkpoint has a malformed 'rng_state' (not what get_state saved from "
+                f"random.Random.getstate()): {exc}"
+            ) from None
         self._algorithm.load_state(state["algorithm"])
         self._rng.setstate(rng.getstate())
         self._tasks.clear()
