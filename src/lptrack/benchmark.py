@@ -64,8 +64,8 @@ class BenchConfig:
     seed: int = 0
     #: An epoch ends after ``episodes_per_epoch`` episodes or after this many seconds of
     #: episodes, whichever comes first (None: no time limit). Rates are over the episodes
-    #: run. At the defaults only lp-python (before the fix, about 1,000-3,500 episodes/s)
-    #: reaches it, which keeps the default run to about a minute.
+    #: run. At the defaults only lp-python (before the fix, a few thousand episodes/s at
+    #: most) reaches it, which keeps the default run to about a minute.
     epoch_seconds: float | None = 10.0
 
     def __post_init__(self) -> None:
