@@ -82,7 +82,7 @@ def test_an_epoch_ends_at_its_time_limit_and_its_rate_is_over_the_episodes_run()
         episodes, seconds = benchmark.run_episodes_within(curriculum, agent, 1000, NO_TIME)
         assert episodes == benchmark.FIRST_CHUNK_EPISODES and seconds > NO_TIME
         assert benchmark.run_episodes_within(curriculum, agent, 1000, None)[0] == 1000
-        assert curriculum.stats()["curriculum/episodes"] == 1000 + benchmark.FIRST_CHUNK_EPISODES
+        assert curriculum.stats()["process/episodes"] == 1000 + benchmark.FIRST_CHUNK_EPISODES
 
 
 @pytest.mark.parametrize("workers", [1, 2])

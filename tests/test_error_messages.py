@@ -269,4 +269,4 @@ def test_the_uniform_baseline_warns_of_a_score_outside_0_1_too() -> None:
         task_id = curriculum.get_task()._task_id
         with pytest.warns(ScoreRangeWarning, match=r"score -1\.0 is outside \[0, 1\]"):
             curriculum.update_task_performance(task_id, -1.0)
-        assert curriculum.stats()["algorithm/mean_score"] == -1.0
+        assert curriculum.stats()["process/mean_score"] == -1.0
