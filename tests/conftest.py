@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from lptrack import _shm
+from lptrack import _shm, algorithm
 
 ENGINES = ["python", "native"]
 
@@ -36,3 +36,10 @@ def session_id() -> Iterator[str]:
     for name in leaked:
         os.unlink(f"/dev/shm/{name}")
     assert not leaked, f"test left shared segments behind: {sorted(leaked)}"
+
+
+@pytest.fixture(autouse=True)
+def score_range_warning_unsent(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every test starts as a fresh process would: the once-per-process ScoreRangeWarning not
+    yet shown, so a test giving a score outside [0, 1] sees it (and must expect it)."""
+    monkeypatch.setattr(algorithm, "_score_range_warned_pid", 0)

@@ -144,16 +144,25 @@ def test_holders_killed_anywhere_inside_changes_are_recovered(session_id, method
     recoveries = run_kills(session_id, method, kills, seed=sum(map(ord, method)))
     with capsys.disabled():
         print(f"\n[{method}] {report(recoveries)}")
-    assert max(recoveries) < 0.1
+    # Recovered at once, not after a lock wait ran out (recovery's speed is a benchmark's
+    # business: a loaded machine may deschedule this process for tens of milliseconds).
+    assert max(recoveries) < _core.DEFAULT_LOCK_TIMEOUT / 10
 
 
 # -- readers never see half a write -------------------------------------------------------------
-def write_whole_rows(table: NativeTable, slot: int, rounds: int) -> None:
-    """Alternate C writes (set_fields) with slow, column-by-column Python writes
-    through the rows view (under lock() and guard_row), which keep a row
-    half-written for microseconds."""
+#: Distinct writes the reader must have read whole before the test ends: a fixed amount of
+#: work, however slowly a loaded machine runs the two processes (only JOIN_TIMEOUT bounds it).
+DISTINCT_WRITES_READ = 200
+
+
+def write_whole_rows(table: NativeTable, slot: int, stop) -> None:
+    """Until ``stop`` is set, alternate C writes (set_fields) with slow, column-by-column
+    Python writes through the rows view (under lock() and guard_row), which keep a row
+    half-written for microseconds; every write puts one new value in every column."""
     task_id = int(table.rows[slot, 0])
-    for value in range(1, rounds + 1):
+    value = 0
+    while not stop.value:
+        value += 1
         if value % 2:
             table.set_fields(task_id, dict.fromkeys(range(1, ROW_WIDTH), float(value)))
             continue
@@ -164,24 +173,36 @@ def write_whole_rows(table: NativeTable, slot: int, rounds: int) -> None:
     table.close()
 
 
-def test_lock_free_reads_never_see_half_a_row_write(session_id):
+@pytest.mark.parametrize("method", ["fork", "spawn"])
+def test_lock_free_reads_never_see_half_a_row_write(session_id, method):
     table = NativeTable(CAPACITY, session_id=session_id)
-    fork = multiprocessing.get_context("fork")
+    context = multiprocessing.get_context(method)
+    stop = context.Value("b", 0, lock=False)
+    writer = None
     try:
         slot = table.claim(1, 0.0, 0.0, 0.0, 0.0)
         table.set_fields(1, dict.fromkeys(range(1, ROW_WIDTH), 0.0))
-        writer = fork.Process(target=write_whole_rows, args=(table, slot, 50_000))
+        writer = context.Process(target=write_whole_rows, args=(table, slot, stop))
         writer.start()
-        reads, values = 0, set()
-        while writer.is_alive():
+        values: set[float] = set()
+        reads = 0
+        deadline = time.monotonic() + JOIN_TIMEOUT  # only against a hang: the work is fixed
+        while len(values) < DISTINCT_WRITES_READ:
             row = table.read_row(slot)
             assert len(set(row[1:].tolist())) == 1, row  # every column from the same write
             values.add(row[1])
             reads += 1
+            if reads % 1024 == 0:  # not every read: the checks would space the reads out
+                assert writer.is_alive(), f"the writer exited ({writer.exitcode}) before the reads were done"
+                assert time.monotonic() < deadline, f"only {len(values)} distinct writes read in {JOIN_TIMEOUT} s"
+        stop.value = 1
         writer.join(JOIN_TIMEOUT)
         assert writer.exitcode == 0
-        assert len(values) > 100  # the reads really interleaved with the writes
     finally:
+        stop.value = 1
+        if writer is not None and writer.is_alive():
+            writer.kill()
+            writer.join(JOIN_TIMEOUT)
         table.close()
         table.unlink()
 

@@ -1,4 +1,4 @@
-"""Replay of the golden traces recorded from the original (see golden/README.md).
+"""Replay of the golden traces recorded from the original (see tests/golden/README.md).
 
 With ``perf_invalidation_batch_size=1`` every answer must equal the original's:
 floats to 1e-12 relative (or 1e-15 absolute), ids exactly.
@@ -16,15 +16,18 @@ import pytest
 
 from lptrack import CurriculumTask, LearningProgressAlgorithm, LearningProgressConfig, NullStatsLogger
 
-GOLDEN_DIR = Path(__file__).resolve().parent.parent.parent / "shared" / "golden"
+# The traces ship with the repository: a test never reads outside it.
+GOLDEN_DIR = Path(__file__).resolve().parent / "golden"
 TRACES = sorted(GOLDEN_DIR.glob("trace_*.json"))
+# The original was recorded in this many scenarios; one gone missing must fail the run.
+RECORDED_TRACES = 12
 REL_TOL = 1e-12
 ABS_TOL = 1e-15
 
 
 def test_golden_traces_exist() -> None:
     assert GOLDEN_DIR.is_dir(), f"golden trace directory {GOLDEN_DIR} is missing"
-    assert TRACES, f"no trace_*.json in {GOLDEN_DIR}"
+    assert len(TRACES) == RECORDED_TRACES, f"expected {RECORDED_TRACES} trace_*.json in {GOLDEN_DIR}, found {len(TRACES)}"
 
 
 def _close(actual: float, expected: float) -> bool:

@@ -6,6 +6,7 @@ import math
 import multiprocessing
 import os
 import pickle
+import re
 import signal
 import threading
 from pathlib import Path
@@ -460,15 +461,24 @@ def test_a_second_table_of_a_session_attaches_to_the_same_pool(shared, session_i
 
 
 @pytest.mark.parametrize(
-    ("capacity", "row_width"), [(CAPACITY + 1, ROW_WIDTH), (CAPACITY, ROW_WIDTH + 1)]
+    ("capacity", "row_width", "says"),
+    [
+        (CAPACITY + 1, ROW_WIDTH,
+         f"has {CAPACITY} task slots where this process asked for {CAPACITY + 1}: "
+         f"open it with num_active_tasks={CAPACITY} as its other processes do, or use another session_id"),
+        (CAPACITY, ROW_WIDTH + 1,
+         f"has rows of {ROW_WIDTH} values where this process asked for {ROW_WIDTH + 1}: "
+         f"open it with task_struct_size={ROW_WIDTH} as"),
+    ],
 )
 def test_attaching_with_another_layout_is_refused_and_changes_nothing(
-    shared, session_id, capacity, row_width
+    shared, session_id, capacity, row_width, says
 ):
     claim(shared, 5)
     before = shm_bytes(shared)
-    with pytest.raises(LayoutMismatchError, match=f"capacity {CAPACITY}, row width {ROW_WIDTH}"):
+    with pytest.raises(LayoutMismatchError, match=f"^session '{session_id}' {re.escape(says)}") as refused:
         NativeTable(capacity, row_width, session_id=session_id)
+    assert "\n" not in str(refused.value) and refused.value.__cause__ is None
     assert shm_bytes(shared) == before
 
 

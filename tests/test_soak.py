@@ -97,7 +97,6 @@ def test_two_processes_a_million_operations_each(session_id, capsys):
         with capsys.disabled():
             print(f"\n[soak] {PROCESSES} x {OPS_PER_PROCESS} ops in {wall:.1f} s wall "
                   f"({rate / 1e6:.2f} M ops/s over both processes), lock waits {table.lock_wait_count}")
-        assert wall < 120
     finally:
         for process in processes:
             if process.is_alive():

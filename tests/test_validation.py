@@ -17,10 +17,10 @@ TOO_BIG = [2**29, 2**31, 10**15]  # over the free memory of any CI box / over LP
 
 
 @pytest.mark.parametrize("capacity", TOO_BIG)
-@pytest.mark.parametrize("shared", [False, True], ids=["local", "shared"])
-def test_a_pool_too_large_to_allocate_is_refused_before_allocating(engine, session_id, capacity, shared):
+@pytest.mark.parametrize("use_shared_memory", [False, True], ids=["local", "in-segment"])
+def test_a_pool_too_large_to_allocate_is_refused_before_allocating(engine, session_id, capacity, use_shared_memory):
     with pytest.raises(ValueError, match="needs|capacity"):
-        create_task_tracker(capacity, use_shared_memory=shared, _session_id=session_id, engine=engine)
+        create_task_tracker(capacity, use_shared_memory=use_shared_memory, _session_id=session_id, engine=engine)
     assert not [name for name in _shm.list_segments() if name.endswith(session_id)]
 
 
@@ -81,7 +81,8 @@ def test_attaching_with_another_capacity_is_refused_and_changes_nothing(session_
     first = create_task_tracker(4, use_shared_memory=True, _session_id=session_id)
     first.update_task_performance(1, 0.5)
     try:
-        with pytest.raises(LayoutMismatchError, match="capacity 4"):
+        with pytest.raises(LayoutMismatchError, match="has 4 task slots where this process asked for 8: "
+                                                      "open it with num_active_tasks=4 as"):
             create_task_tracker(8, use_shared_memory=True, _session_id=session_id)
         assert first.get_all_tracked_tasks() == [1] and Path(_shm.SHM_DIR).exists()
     finally:

@@ -35,7 +35,7 @@ from lptrack._core import (
     peek_layout,
     segment_bytes,
 )
-from lptrack._table import ROW_WIDTH, Table
+from lptrack._table import ROW_WIDTH, Table, layout_mismatch
 from lptrack.errors import LayoutMismatchError, SegmentError
 
 #: Separates the native engine's segments from other engines' in /dev/shm.
@@ -137,6 +137,11 @@ class NativeTable(SegmentTable, Table):
         buffer = SegmentBuffer(segment, segment.buf)
         try:
             ready = self._attach(buffer, capacity, row_width)
+        except LayoutMismatchError:
+            found = peek_layout(buffer)
+            if found is None:
+                raise
+            raise layout_mismatch(self.session_id, found, (LAYOUT_VERSION, capacity, row_width)) from None
         finally:
             del buffer  # bound views hold it; otherwise the segment may close
         if not ready:

@@ -59,8 +59,9 @@ from lptrack._table import (
     Table,
     check_percentile,
     check_uniform,
+    layout_mismatch,
 )
-from lptrack.errors import LayoutMismatchError, LockReentryError, LockTimeoutError, SegmentError
+from lptrack.errors import LockReentryError, LockTimeoutError, SegmentError
 
 #: Segment-name prefix separating this engine's segments from the native ones.
 SEGMENT_KIND = "py_"
@@ -151,9 +152,7 @@ class PythonTable(Table):
         wanted = (_LAYOUT_VERSION, self.capacity, self.row_width)
         del header
         if found != wanted:
-            raise LayoutMismatchError(
-                f"shared segment {name!r} has (layout version, capacity, row width) = {found}, expected {wanted}"
-            )
+            raise layout_mismatch(self.session_id, found, wanted)
 
     def _init_process_state(self) -> None:
         """Build this process's index from the rows (empty for a new table)."""

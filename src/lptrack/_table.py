@@ -33,6 +33,8 @@ from typing import NamedTuple
 
 import numpy as np
 
+from lptrack.errors import LayoutMismatchError
+
 ROW_WIDTH = 18
 #: When ``Table.bind_choose``'s chooser recomputes the eviction threshold.
 THRESHOLD_RULES = ("never", "always", "per_batch")
@@ -103,6 +105,29 @@ def check_finite(name: str, value: object) -> float:
     if not math.isfinite(result):
         raise ValueError(f"{name} must be finite, got {value!r}")
     return result
+
+
+def layout_mismatch(
+    session_id: str, found: tuple[int, int, int], wanted: tuple[int, int, int]
+) -> LayoutMismatchError:
+    """The refusal of a session's segment whose (layout version, capacity, row width) is
+    ``found`` to a process asking for ``wanted``: one line saying what the live session
+    has and what to do."""
+    (found_version, found_capacity, found_width), (version, capacity, width) = found, wanted
+    has, remedies = [], []
+    if found_capacity != capacity:
+        has.append(f"{found_capacity} task slots where this process asked for {capacity}")
+        remedies.append(f"num_active_tasks={found_capacity}")
+    if found_width != width:
+        has.append(f"rows of {found_width} values where this process asked for {width}")
+        remedies.append(f"task_struct_size={found_width}")
+    if found_version != version:
+        has.append(f"segment layout version {found_version} where this lptrack uses {version}")
+        remedies.append("the lptrack version that created it")
+    return LayoutMismatchError(
+        f"session {session_id!r} has {' and '.join(has)}: open it with "
+        f"{' and '.join(remedies)} as its other processes do, or use another session_id for a separate pool"
+    )
 
 
 def check_uniform(uniform: float) -> None:

@@ -61,7 +61,10 @@ def inspect(session: str, top: int = 10) -> dict[str, Any]:
     from lptrack._native import open_observer
 
     name = _native_name(session)
-    table = open_observer(name)
+    try:
+        table = open_observer(name)
+    except FileNotFoundError:
+        raise FileNotFoundError(_missing_session_message(session, name)) from None
     try:
         rows = table.rows.copy()  # racy as a whole; the top rows are re-read consistently
         slots = np.flatnonzero(rows[:, TASK_ID] != 0.0)
@@ -107,7 +110,17 @@ def inspect(session: str, top: int = 10) -> dict[str, Any]:
         table.close()
 
 
-def format_inspect(summary: dict[str, Any]) -> str:
+def _missing_session_message(session: str, name: str) -> str:
+    listing = "'lptrack cleanup --dry-run' lists the lptrack sessions on this host"
+    python_names = [n for n in _candidate_names(session) if n != name and os.path.exists(os.path.join(_shm.SHM_DIR, n))]
+    if python_names:
+        return (f"session {session!r} runs on the pure-Python engine (engine='python'), whose pools "
+                f"lptrack inspect cannot read; {listing}")
+    return f"no session {session!r} on this host (no {_shm.SHM_DIR}/{name}); {listing}"
+
+
+def format_inspect(summary: dict[str, Any], top: int | None = None) -> str:
+    """The text report of ``inspect``; ``top=0`` (nothing asked for) leaves out the top tasks."""
     counters = summary["counters"]
     holder = summary["lock_holder_pid"]
     if holder is None:
@@ -125,13 +138,14 @@ def format_inspect(summary: dict[str, Any]) -> str:
         f"lock         {lock}",
         f"creator pid  {summary['creator_pid']}",
         f"live users   {users}",
-        "top tasks by lp_score:",
     ]
-    lines += [
-        f"  {t['task_id']:>16}  lp_score {t['lp_score']:.6g}  completions {t['completion_count']}"
-        + (f"  label {t['label']}" if t["label"] is not None else "")
-        for t in summary["top_tasks"]
-    ] or ["  (none)"]
+    if top != 0:
+        lines.append("top tasks by lp_score:")
+        lines += [
+            f"  {t['task_id']:>16}  lp_score {t['lp_score']:.6g}  completions {t['completion_count']}"
+            + (f"  label {t['label']}" if t["label"] is not None else "")
+            for t in summary["top_tasks"]
+        ] or ["  (none)"]
     lines.append("labels:")
     lines += [
         f"  {label}: {entry['tasks']} tasks, {entry['completions']} completions"

@@ -9,7 +9,9 @@ the label strings) are shared.
 from __future__ import annotations
 
 import operator
+import os
 import time
+import warnings
 import weakref
 from collections.abc import Iterable, Mapping
 from typing import Any
@@ -20,10 +22,29 @@ from lptrack import _table as col
 from lptrack._lpmath import gini
 from lptrack._table import MAX_TASK_ID, TRACKED, check_task_id
 from lptrack.config import LearningProgressConfig
+from lptrack.errors import ScoreRangeWarning
 from lptrack.scorers import BasicLPScorer, BidirectionalLPScorer, LPScorer
 from lptrack.tracker import bidirectional_params, check_capacity, create_task_tracker, label_hash
 
 UNKNOWN_LABEL = "unknown"
+
+#: The pid of the process that last warned of a score outside [0, 1] (once per process,
+#: a forked child included).
+_score_range_warned_pid = 0
+
+
+def warn_score_out_of_range(score: float) -> None:
+    """Warn, once per process, that ``score`` is outside [0, 1] (the caller checked)."""
+    global _score_range_warned_pid
+    if _score_range_warned_pid == os.getpid():
+        return
+    _score_range_warned_pid = os.getpid()
+    warnings.warn(
+        f"score {score!r} is outside [0, 1], the range of success rates the learning-progress "
+        "formulas assume; it is used as given (this warning is shown once per process)",
+        ScoreRangeWarning,
+        stacklevel=3,
+    )
 
 
 class StatsLogger:
@@ -421,11 +442,17 @@ class LearningProgressAlgorithm(StatsLogger):
             self._sampling_counts[label] = self._sampling_counts.get(label, 0) + 1
 
     def update_task_performance(self, task_id: int, score: float) -> None:
-        """Record a score; a score for a task no longer tracked is ignored and counted as late."""
+        """Record a score; a score for a task no longer tracked is ignored and counted as late.
+
+        A finite score outside [0, 1] is recorded as given, with a ScoreRangeWarning
+        once per process.
+        """
         # table.update_tracked, which also checks task_id and score: the row update,
         # the tracker's running totals and the scorer's batch count in one call.
         if self._update_in_table(task_id, score) < 0:
             self._late_updates += 1
+        if not 0.0 <= score <= 1.0:  # after the update, which refuses what is not a finite number
+            warn_score_out_of_range(score)
 
     # -- label bookkeeping ------------------------------------------------------------------------
     def get_evictions(self) -> dict[str, int]:

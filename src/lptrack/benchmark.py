@@ -13,6 +13,11 @@ Algorithms:
   distribution recomputed after every event (batch 1): the behaviour before
   the fix, as in the tracker lptrack replaces;
 * ``lp-native``: learning progress on the native engine with the batched fix.
+
+An epoch ends after ``--episodes-per-epoch`` episodes or ``--epoch-seconds`` of them,
+whichever comes first, and its rate is over the episodes it ran: with the defaults only
+lp-python (the slow "before") reaches the time limit, and the whole run takes about a
+minute. Progress goes to stderr as each epoch ends; the table to stdout at the end.
 """
 
 from __future__ import annotations
@@ -34,6 +39,12 @@ from .config import LearningProgressConfig
 from .curriculum import Curriculum, DiscreteRandomCurriculumConfig
 
 ALGORITHMS = ("discrete", "lp-python", "lp-native")
+#: What each algorithm stands for, in the progress lines.
+ALGORITHM_SUMMARIES = {
+    "discrete": "uniform sampling, the cost floor",
+    "lp-python": "pure-Python engine, distribution recomputed after every event: before the fix",
+    "lp-native": "C core, batched recomputation: after the fix",
+}
 
 #: How long a worker or the parent waits at an epoch barrier before giving up.
 BARRIER_TIMEOUT_S = 600.0
@@ -59,6 +70,11 @@ class BenchConfig:
     latency: bool = False
     #: perf_invalidation_batch_fraction of lp-native (a batch that grows with the pool).
     batch_fraction: float = LearningProgressConfig.perf_invalidation_batch_fraction
+    #: An epoch ends after ``episodes_per_epoch`` episodes or after this many seconds of
+    #: episodes, whichever comes first (None: no time limit). Rates are over the episodes
+    #: run. At the defaults only lp-python (before the fix, a few thousand episodes/s at
+    #: most) reaches it, which keeps the default run to about a minute.
+    epoch_seconds: float | None = 10.0
 
     def __post_init__(self) -> None:
         for name in ("tasks", "episodes_per_epoch", "epochs", "workers", "batch", "min_samples_for_lp"):
@@ -69,6 +85,11 @@ class BenchConfig:
             raise ValueError(f"warm must be an int >= 0, got {self.warm!r}")
         if not 0.0 <= self.batch_fraction <= 1.0:
             raise ValueError(f"batch_fraction must be in [0, 1], got {self.batch_fraction!r}")
+        seconds = self.epoch_seconds
+        if seconds is not None and (
+            isinstance(seconds, bool) or not isinstance(seconds, (int, float)) or not 0 < seconds < math.inf
+        ):
+            raise ValueError(f"epoch_seconds must be a finite number > 0 or None, got {seconds!r}")
         unknown = [a for a in self.algorithms if a not in ALGORITHMS]
         if unknown or not self.algorithms:
             raise ValueError(
@@ -184,9 +205,35 @@ def run_episodes(curriculum: Curriculum, agent: SimulatedAgent, episodes: int) -
     return time.perf_counter() - start
 
 
+#: Under a time limit, episodes run in chunks with a look at the clock between two: the
+#: first chunk this long, the next ones each about 1/CHECKS_PER_LIMIT of the limit at the
+#: rate so far (so an epoch overruns its limit by about that fraction, and the fast
+#: algorithms run in one or two chunks).
+FIRST_CHUNK_EPISODES = 16
+CHECKS_PER_LIMIT = 50
+
+
+def run_episodes_within(
+    curriculum: Curriculum, agent: SimulatedAgent, episodes: int, seconds: float | None,
+    run: Callable[[Curriculum, SimulatedAgent, int], float] = run_episodes,
+) -> tuple[int, float]:
+    """Run ``episodes`` episodes with ``run``, or fewer once ``seconds`` of them are spent;
+    returns the episodes run and the seconds they took."""
+    if seconds is None:
+        return episodes, run(curriculum, agent, episodes)
+    done, spent = 0, 0.0
+    chunk = FIRST_CHUNK_EPISODES
+    while done < episodes and spent < seconds:
+        chunk = min(chunk, episodes - done)
+        spent += run(curriculum, agent, chunk)
+        done += chunk
+        chunk = max(FIRST_CHUNK_EPISODES, int(done / spent * seconds / CHECKS_PER_LIMIT)) if spent else 2 * chunk
+    return done, spent
+
+
 def _worker_main(
     algorithm: str, config: BenchConfig, session_id: str | None, worker: int, barrier: Any,
-    latency_queue: Any = None,
+    episodes_run: Any, latency_queue: Any = None,
 ) -> None:
     curriculum = Curriculum(
         make_curriculum_config(algorithm, config, session_id),
@@ -202,7 +249,7 @@ def _worker_main(
         barrier.wait(BARRIER_TIMEOUT_S)  # attached and ready
         for _ in range(config.epochs):
             barrier.wait(BARRIER_TIMEOUT_S)
-            _run_epoch(curriculum, agent, per_worker, latencies)
+            episodes_run[worker], _ = _run_epoch(curriculum, agent, per_worker, latencies, config.epoch_seconds)
             barrier.wait(BARRIER_TIMEOUT_S)
         if latency_queue is not None:
             latency_queue.put(latencies)
@@ -216,10 +263,15 @@ def _share(total: int, workers: int, worker: int) -> int:
 
 
 def _run_epoch(curriculum: Curriculum, agent: SimulatedAgent, episodes: int,
-               latencies: CallLatencies | None) -> float:
+               latencies: CallLatencies | None, seconds: float | None) -> tuple[int, float]:
+    """One epoch's episodes (fewer once ``seconds`` are spent), each call timed into
+    ``latencies`` when given; returns the episodes run and the seconds they took."""
     if latencies is None:
-        return run_episodes(curriculum, agent, episodes)
-    return run_episodes_timed(curriculum, agent, episodes, latencies)
+        return run_episodes_within(curriculum, agent, episodes, seconds)
+    return run_episodes_within(
+        curriculum, agent, episodes, seconds,
+        run=lambda c, a, n: run_episodes_timed(c, a, n, latencies),
+    )
 
 
 def run_algorithm(
@@ -239,13 +291,20 @@ def run_algorithm(
         try:
             warm_up(curriculum, agent, config.warm)
             for epoch in range(config.epochs):
-                seconds = _run_epoch(curriculum, agent, config.episodes_per_epoch, latencies)
-                rows.append(_row(algorithm, epoch, config.episodes_per_epoch, seconds))
-                progress(_progress_line(rows[-1]))
+                episodes, seconds = _run_epoch(
+                    curriculum, agent, config.episodes_per_epoch, latencies, config.epoch_seconds
+                )
+                rows.append(_row(algorithm, epoch, episodes, seconds))
+                progress(_progress_line(rows[-1], config))
         finally:
             curriculum.close()
         return rows
     return _run_multiprocess(algorithm, config, progress, latencies)
+
+
+def new_session_id() -> str:
+    """A fresh session id for one multi-process run (its segments end with it)."""
+    return f"bench_{uuid.uuid4().hex[:12]}"
 
 
 def _run_multiprocess(
@@ -254,7 +313,7 @@ def _run_multiprocess(
 ) -> list[EpochResult]:
     """Workers share one session (one pool); the parent times each epoch between barriers."""
     ctx = mp.get_context("spawn")
-    session_id = f"bench_{uuid.uuid4().hex[:12]}"
+    session_id = new_session_id()
     owner = None
     if algorithm != "discrete":
         # The parent creates the session so its lifetime spans every worker's.
@@ -265,11 +324,12 @@ def _run_multiprocess(
         )
         warm_up(owner, SimulatedAgent(config.seed), config.warm)
     barrier = ctx.Barrier(config.workers + 1)
+    episodes_run = ctx.Array("q", config.workers, lock=False)  # per worker, this epoch's
     latency_queue = ctx.Queue() if latencies is not None else None
     workers = [
         ctx.Process(
             target=_worker_main,
-            args=(algorithm, config, session_id, w, barrier, latency_queue),
+            args=(algorithm, config, session_id, w, barrier, episodes_run, latency_queue),
             name=f"lptrack-bench-{algorithm}-{w}",
         )
         for w in range(config.workers)
@@ -283,10 +343,8 @@ def _run_multiprocess(
             barrier.wait(BARRIER_TIMEOUT_S)
             start = time.perf_counter()
             barrier.wait(BARRIER_TIMEOUT_S)
-            rows.append(
-                _row(algorithm, epoch, config.episodes_per_epoch, time.perf_counter() - start)
-            )
-            progress(_progress_line(rows[-1]))
+            rows.append(_row(algorithm, epoch, sum(episodes_run), time.perf_counter() - start))
+            progress(_progress_line(rows[-1], config))
         if latency_queue is not None:
             for _ in workers:
                 latencies.extend(latency_queue.get(timeout=BARRIER_TIMEOUT_S))
@@ -309,11 +367,18 @@ def _row(algorithm: str, epoch: int, episodes: int, seconds: float) -> EpochResu
     return EpochResult(algorithm, epoch, episodes, seconds, episodes / seconds if seconds else math.inf)
 
 
-def _progress_line(row: EpochResult) -> str:
+def _progress_line(row: EpochResult, config: BenchConfig) -> str:
+    cut = "  (time limit)" if row.episodes < config.episodes_per_epoch else ""
     return (
         f"{row.algorithm:>10}  epoch {row.epoch:>3}  {row.episodes} episodes  "
-        f"{row.seconds:8.3f} s  {row.episodes_per_second:12,.0f} episodes/s"
+        f"{row.seconds:8.3f} s  {row.episodes_per_second:12,.0f} episodes/s{cut}"
     )
+
+
+def _epoch_limit_text(config: BenchConfig) -> str:
+    if config.epoch_seconds is None:
+        return f"{config.episodes_per_epoch} episodes"
+    return f"{config.episodes_per_epoch} episodes or {config.epoch_seconds:g} s, whichever comes first"
 
 
 def run_bench(config: BenchConfig, progress: Callable[[str], None] | None = None) -> BenchResult:
@@ -321,15 +386,18 @@ def run_bench(config: BenchConfig, progress: Callable[[str], None] | None = None
         def progress(line: str) -> None:
             print(line, file=sys.stderr, flush=True)
     result = BenchResult(config)
+    started = time.perf_counter()
     progress(
-        f"lptrack bench: {config.tasks} tasks, {config.episodes_per_epoch} episodes x "
-        f"{config.epochs} epochs, {config.workers} worker(s), batch {config.batch}, pid {os.getpid()}"
+        f"lptrack bench: {config.tasks} tasks, {config.epochs} epochs of {_epoch_limit_text(config)}, "
+        f"{config.workers} worker(s), batch {config.batch}, pid {os.getpid()}"
     )
     for algorithm in config.algorithms:
+        progress(f"{algorithm:>10}  starting ({ALGORITHM_SUMMARIES[algorithm]})")
         latencies = CallLatencies() if config.latency else None
         result.rows.extend(run_algorithm(algorithm, config, progress, latencies))
         if latencies is not None:
             result.latencies[algorithm] = latencies
+    progress(f"lptrack bench: done in {time.perf_counter() - started:.1f} s")
     return result
 
 
@@ -354,6 +422,9 @@ def format_table(result: BenchResult) -> str:
             parts.append(f"cost vs discrete {s['cost_vs_discrete']:.2f}x")
         if "speedup_vs_lp_python" in s:
             parts.append(f"speed-up vs lp-python {s['speedup_vs_lp_python']:.1f}x")
+        cut = [r.episodes for r in grouped[algorithm] if r.episodes < result.config.episodes_per_epoch]
+        if cut:
+            parts.append(f"{len(cut)} epoch(s) ended by the time limit after {min(cut):,}-{max(cut):,} episodes")
         lines.append(f"{algorithm:<10} " + ", ".join(parts))
     if result.latencies:
         lines += ["", "per-call latency (every call of every worker; the clock reads add about 0.1 us)"]
@@ -445,7 +516,7 @@ def measure_session_scaling(tasks: int = 1000, episodes: int = 20000, rounds: in
     """Interleaved rounds of one worker alone, two sharing its session, two on separate
     sessions (lp-native, ``episodes`` per worker and phase); see ScalingResult."""
     ctx = mp.get_context(context)
-    sessions = [f"bench_{uuid.uuid4().hex[:12]}" for _ in range(2)]
+    sessions = [new_session_id() for _ in range(2)]
     # The parent creates both sessions, so their lifetimes span every worker's.
     owners = [
         Curriculum(make_curriculum_config("lp-native", BenchConfig(tasks=tasks, workers=2), s), num_active_tasks=tasks)

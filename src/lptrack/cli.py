@@ -5,10 +5,12 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import os
+import re
 import sys
 from collections.abc import Sequence
 
-from . import admin, benchmark
+from . import __version__, admin, benchmark
 
 #: ``--quick``: a smoke run of every algorithm, well under 30 s on 2 cores.
 QUICK = dict(tasks=200, episodes_per_epoch=400, epochs=3)
@@ -19,6 +21,36 @@ def _positive_int(text: str) -> int:
     if value < 1:
         raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
     return value
+
+
+def _non_negative_int(text: str) -> int:
+    value = int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be >= 0, got {value}")
+    return value
+
+
+def _plain_text(docstring: str) -> str:
+    """A docstring as --help shows it: without reStructuredText markup (``code``, :role:`x`)."""
+    return re.sub(r"(?::\w+:)?`{1,2}([^`]+)`{1,2}", r"\1", docstring)
+
+
+def _check_output_path(option: str, path: str) -> None:
+    """Refuse, before a long run starts, an output path that cannot be written."""
+    directory = os.path.dirname(path) or "."
+    if os.path.isdir(path):
+        raise ValueError(f"{option} {path}: is a directory; give a file name")
+    if not os.path.isdir(directory):
+        raise ValueError(f"{option} {path}: directory {directory!r} does not exist")
+    if not os.access(directory, os.W_OK) or (os.path.exists(path) and not os.access(path, os.W_OK)):
+        raise ValueError(f"{option} {path}: not writable")
+
+
+def _epoch_seconds(text: str) -> float | None:
+    value = float(text)
+    if not 0 <= value < float("inf"):
+        raise argparse.ArgumentTypeError(f"must be a number of seconds >= 0, got {text!r}")
+    return value or None
 
 
 def _algorithm_list(text: str) -> tuple[str, ...]:
@@ -36,7 +68,7 @@ def _add_bench_parser(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser(
         "bench",
         help="time a trainer's episode loop: uniform vs learning progress, before and after",
-        description=benchmark.__doc__,
+        description=_plain_text(benchmark.__doc__),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("--tasks", type=_positive_int, default=None,
@@ -45,6 +77,9 @@ def _add_bench_parser(subparsers: argparse._SubParsersAction) -> None:
                    help=f"episodes per epoch, over all workers (default {defaults.episodes_per_epoch})")
     p.add_argument("--epochs", type=_positive_int, default=None,
                    help=f"epochs per algorithm (default {defaults.epochs})")
+    p.add_argument("--epoch-seconds", type=_epoch_seconds, default=defaults.epoch_seconds, metavar="SECONDS",
+                   help="end an epoch early after SECONDS of episodes; episodes/s is then over the episodes "
+                        "run (default %(default)s, which only lp-python reaches; 0: no time limit)")
     p.add_argument("--workers", type=_positive_int, default=defaults.workers,
                    help="processes sharing one session (default %(default)s)")
     p.add_argument("--batch", type=_positive_int, default=defaults.batch,
@@ -106,8 +141,12 @@ def _cmd_bench(args: argparse.Namespace) -> int:
         warm=args.warm,
         latency=args.latency,
         batch_fraction=args.batch_fraction,
+        epoch_seconds=args.epoch_seconds,
     )
+    if args.json:
+        _check_output_path("--json", args.json)
     if args.plot:
+        _check_output_path("--plot", args.plot)
         benchmark.require_matplotlib()
     result = benchmark.run_bench(config)
     print(benchmark.format_table(result))
@@ -119,25 +158,51 @@ def _cmd_bench(args: argparse.Namespace) -> int:
     return 0
 
 
+SESSION_HELP = (
+    "a session id: the session_id of the LearningProgressConfig the trainer's processes share "
+    "(pass session_id=... when making the config, or print config.session_id), or a segment "
+    "name as 'lptrack cleanup --dry-run' lists them"
+)
+
+INSPECT_DESCRIPTION = """\
+Print a summary of a live pool: capacity, active tasks, counters, which process holds the
+lock, the top tasks by learning-progress score and the tasks per label.
+
+It only reads: it never takes the pool's lock and never counts as one of its users, so it
+works while a process is stuck holding the lock, and never keeps a pool alive. Sessions of
+the native engine (the default) can be inspected; 'lptrack cleanup --dry-run' lists every
+lptrack session on this host."""
+
+CLEANUP_DESCRIPTION = """\
+Remove the shared memory of lptrack sessions that no running process uses any more.
+
+A session's pool lives in a segment of /dev/shm until the process that created it closes
+it; a trainer that was killed leaves it behind. cleanup removes such segments, and never
+one that a running process uses, nor another user's. With --dry-run it only lists every
+lptrack segment on this host and what would happen to it."""
+
+
 def _add_admin_parsers(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser(
         "inspect",
         help="print a live, read-only summary of a session's pool",
-        description="Attach to a session's native segment as an observer (never its lock, "
-                    "never a registered user) and summarise it.",
+        description=INSPECT_DESCRIPTION,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument("session", help="session id, or the segment's /dev/shm name")
+    p.add_argument("session", metavar="SESSION", help=SESSION_HELP)
     p.add_argument("--json", action="store_true", help="print JSON instead of text")
-    p.add_argument("--top", type=_positive_int, default=10, help="tasks listed by lp_score (default %(default)s)")
+    p.add_argument("--top", type=_non_negative_int, default=10, metavar="N",
+                   help="list the N tasks of highest learning-progress score (default %(default)s; 0: none)")
     p.set_defaults(func=_cmd_inspect)
     p = subparsers.add_parser(
         "cleanup",
         help="remove lptrack segments that no live process uses",
-        description=admin.__doc__,
+        description=CLEANUP_DESCRIPTION,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("sessions", nargs="*", metavar="SESSION",
-                   help="only these session ids or segment names (default: every lptrack segment)")
+                   help="only these sessions: session ids (a LearningProgressConfig's session_id) or segment "
+                        "names (default: every lptrack segment on this host)")
     p.add_argument("--dry-run", action="store_true", help="list what would be removed, remove nothing")
     p.add_argument("--json", action="store_true", help="print JSON instead of text")
     p.set_defaults(func=_cmd_cleanup)
@@ -145,7 +210,7 @@ def _add_admin_parsers(subparsers: argparse._SubParsersAction) -> None:
 
 def _cmd_inspect(args: argparse.Namespace) -> int:
     summary = admin.inspect(args.session, top=args.top)
-    print(json.dumps(summary, indent=2) if args.json else admin.format_inspect(summary))
+    print(json.dumps(summary, indent=2) if args.json else admin.format_inspect(summary, top=args.top))
     return 0
 
 
@@ -163,6 +228,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog="lptrack",
         description="lptrack: a fast, multi-process learning-progress curriculum tracker",
     )
+    parser.add_argument("--version", action="version", version=f"lptrack {__version__}")
     subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     _add_bench_parser(subparsers)
     _add_admin_parsers(subparsers)
@@ -173,7 +239,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
-        return args.func(args)
+        code = args.func(args)
+        sys.stdout.flush()  # a reader gone away shows here, inside this try
+        return code
+    except BrokenPipeError:
+        # The reader closed the pipe (lptrack inspect ... | head): stop quietly, as a
+        # command killed by SIGPIPE does, and point stdout at /dev/null so that the
+        # interpreter's last flush does not fail again.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 1
     except (ValueError, RuntimeError, OSError) as exc:
         print(f"lptrack {args.command}: error: {exc}", file=sys.stderr)
         return 2

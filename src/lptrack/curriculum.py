@@ -32,7 +32,7 @@ import numpy as np
 
 from . import _table as col
 from ._table import check_task_id
-from .algorithm import CurriculumTask, NullStatsLogger
+from .algorithm import CurriculumTask, NullStatsLogger, warn_score_out_of_range
 from .config import ConfigModel, ConstCheck, FieldCheck, IntCheck, LearningProgressConfig, WeightsCheck
 
 #: Task ids are drawn uniformly from [1, 2**53): exactly representable in a float64 row.
@@ -192,6 +192,8 @@ class DiscreteRandomAlgorithm:
     def update_task_performance(self, task_id: int, score: float) -> None:
         self._completions += 1
         self._sum_scores += score
+        if not 0.0 <= score <= 1.0:
+            warn_score_out_of_range(score)
 
     def task_ids(self) -> list[int]:
         """The pool's task ids (a new list)."""
@@ -486,7 +488,13 @@ class Curriculum:
         if (list(fixed_ids) if fixed_ids is not None else None) != (list(self._fixed_ids) if self._fixed else None):
             raise ValueError("checkpoint is of another task space (fixed task set or generated pool, or other ids)")
         rng = random.Random()
-        rng.setstate(_as_rng_state(state["rng_state"]))
+        try:
+            rng.setstate(_as_rng_state(state["rng_state"]))
+        except (TypeError, ValueError, OverflowError) as exc:
+            raise ValueError(
+                "curriculum checkpoint has a malformed 'rng_state' (not what get_state saved from "
+                f"random.Random.getstate()): {exc}"
+            ) from None
         self._algorithm.load_state(state["algorithm"])
         self._rng.setstate(rng.getstate())
         if self._fixed:

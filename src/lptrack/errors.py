@@ -36,3 +36,12 @@ class PoolFullError(LptrackError, RuntimeError):
 
 class LockReentryError(LptrackError, RuntimeError):
     """The thread that holds a table's lock asked for it again (the lock is not re-entrant)."""
+
+
+class ScoreRangeWarning(UserWarning):
+    """A score outside [0, 1] was recorded.
+
+    The learning-progress formulas assume success rates in [0, 1]; other scores are
+    still accepted and used as given (as the original did), and the warning is
+    shown once per process.
+    """

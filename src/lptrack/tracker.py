@@ -35,7 +35,7 @@ from lptrack._table import (
     check_task_id,
 )
 from lptrack.config import new_session_id
-from lptrack.errors import PoolFullError
+from lptrack.errors import LayoutMismatchError, PoolFullError
 
 _LABEL_HASH_MASK = (1 << 53) - 1
 #: Threshold of a task created by an update (SPEC: ``success_threshold or 0.5``).
@@ -242,7 +242,13 @@ class SharedMemoryBackend(TaskMemoryBackend):
     ) -> None:
         capacity = check_capacity("max_tasks", max_tasks)
         self.session_id = new_session_id() if session_id is None else session_id
-        super().__init__(make_table(engine, capacity, _row_width(task_struct_size), self.session_id))
+        try:
+            table = make_table(engine, capacity, _row_width(task_struct_size), self.session_id)
+        except LayoutMismatchError as exc:
+            # The caller's arguments disagree with the live session: report it here, where
+            # they were given, not from deep inside the engine.
+            raise exc.with_traceback(None) from None
+        super().__init__(table)
         self._creator_pid = os.getpid() if self.table.created else None
 
     def __getstate__(self) -> dict[str, Any]:
