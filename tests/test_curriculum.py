@@ -40,7 +40,7 @@ def play(curriculum: Curriculum, episodes: int, seed: int = 0) -> list[int]:
 def algorithm_config(request):
     if request.param == "discrete":
         return DiscreteRandomCurriculumConfig()
-    return lp_config(request.param, perf_invalidation_batch_size=10)
+    return lp_config(request.param, perf_invalidation_batch_size=10, min_samples_for_lp=3)
 
 
 def test_fills_the_pool_then_evicts_and_creates(algorithm_config) -> None:
@@ -50,13 +50,13 @@ def test_fills_the_pool_then_evicts_and_creates(algorithm_config) -> None:
         assert all(1 <= task_id < 2**53 for task_id in first)
         play(curriculum, 400)
         stats = curriculum.stats()
-        assert stats["curriculum/pool_size"] == 20.0
-        assert stats["curriculum/episodes"] == 420.0
+        assert stats["pool/tasks"] == 20.0
+        assert stats["process/episodes"] == 420.0
         if isinstance(algorithm_config, DiscreteRandomCurriculumConfig):
-            assert stats["curriculum/tasks_evicted"] == 0.0
+            assert stats["process/tasks_evicted"] == 0.0
         else:
-            assert stats["curriculum/tasks_evicted"] > 0
-            assert stats["curriculum/tasks_created"] == 20 + stats["curriculum/tasks_evicted"]
+            assert stats["process/tasks_evicted"] > 0
+            assert stats["process/tasks_created"] == 20 + stats["process/tasks_evicted"]
 
 
 def test_same_seed_same_sequence(algorithm_config) -> None:
@@ -105,8 +105,8 @@ def test_state_round_trip(algorithm_config) -> None:
         assert restored.get_state() == state
         assert restored.stats() == stats
         play(restored, 200)
-        assert restored.stats()["curriculum/episodes"] == 320.0
-        assert restored.stats()["curriculum/pool_size"] == 10.0
+        assert restored.stats()["process/episodes"] == 320.0
+        assert restored.stats()["pool/tasks"] == 10.0
 
 
 def test_close_removes_the_shared_segment(session_id: str) -> None:
@@ -138,12 +138,13 @@ def test_load_state_refuses_another_pool_size() -> None:
 
 
 def test_late_score_of_an_evicted_task_is_ignored() -> None:
-    with Curriculum(lp_config("native"), num_active_tasks=4, min_presentations_for_eviction=1) as curriculum:
+    config = lp_config("native", min_samples_for_lp=1)
+    with Curriculum(config, num_active_tasks=4, min_presentations_for_eviction=1) as curriculum:
         play(curriculum, 4)
         victim = curriculum.get_task()._task_id
         curriculum.algorithm.on_task_evicted(victim)
         curriculum.update_task_performance(victim, 1.0)
-        assert curriculum.stats()["algorithm/late_updates"] == 1.0
+        assert curriculum.stats()["process/late_updates"] == 1.0
 
 
 # -- the table paths Curriculum runs on -------------------------------------------------------------
@@ -246,7 +247,7 @@ def _worker(session_id: str, seed: int, episodes: int) -> None:
     curriculum = Curriculum(config, num_active_tasks=24, min_presentations_for_eviction=10**9, seed=seed)
     try:
         play(curriculum, episodes, seed)
-        assert curriculum.stats()["algorithm/late_updates"] == 0.0
+        assert curriculum.stats()["process/late_updates"] == 0.0
     finally:
         curriculum.close()
 
