@@ -36,3 +36,7 @@ class PoolFullError(LptrackError, RuntimeError):
 
 class LockReentryError(LptrackError, RuntimeError):
     """The thread that holds a table's lock asked for it again (the lock is not re-entrant)."""
+
+
+class ExchangeError(LptrackError, RuntimeError):
+    """An exchange of lptrack.distributed failed: a rank died or did not join within the group's timeout."""

@@ -1,0 +1,275 @@
+"""One learning-progress distribution across a trainer's ranks: ``CurriculumSync``.
+
+Each rank (host) keeps its own fast pool, shared by its env-worker processes
+through its session.  Every process of the host that records an outcome also
+appends it to the session's outcome journal (``lptrack._journal``, a lock-free
+ring in shared memory).  One process per rank, usually the rank's main
+process, holds a ``CurriculumSync`` and calls ``step()`` once per iteration of
+its loop; when an exchange is due, the sync reads the outcomes its host
+recorded since the last exchange, all-gathers them through a
+``torch.distributed`` process group, and applies the other ranks' outcomes to
+its pool in rank order, without journaling them again.  So after an exchange
+every rank's pool has seen every outcome of every rank up to that exchange.
+
+What differs from one pool fed by every rank's episodes: only the order of the
+updates of one exchange interval.  A rank applied its own outcomes as they
+came, then applies the others' in rank order at the exchange; so for the
+outcomes of one interval each rank has its own order.  Completion counts are
+identical; total scores equal up to float rounding of the sum's order; the
+per-task EMAs (reward, squared reward, success rate, p_fast, p_slow, p_true),
+the last score and ``random_baseline`` (set by the first non-zero score a pool
+sees) depend on the order within an interval, and so do the lp scores and the
+sampling distribution computed from them.  README "Many hosts" states the
+difference measured.
+
+Only a fixed task set (``Curriculum(..., tasks=...)``) is synchronised: its
+task ids mean the same task on every host.  A generated pool's ids are drawn
+at random per host and its evictions are local decisions, so a foreign outcome
+would name a task the local pool never had (README, "Many hosts").
+
+Importing this module imports torch (``pip install 'lptrack[distributed]'``);
+``import lptrack`` never does.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from typing import Any
+
+import numpy as np
+
+try:
+    import torch
+    import torch.distributed as dist
+except ImportError as exc:  # pragma: no cover - depends on the environment
+    raise ImportError(
+        "lptrack.distributed needs torch: pip install 'lptrack[distributed]'"
+    ) from exc
+
+from lptrack._journal import DEFAULT_CAPACITY, DEFAULT_READ_WAIT, OutcomeJournal
+from lptrack.algorithm import LearningProgressAlgorithm
+from lptrack.errors import ExchangeError
+
+__all__ = ["CurriculumSync", "ExchangeError"]
+
+#: Backends whose collectives take the CPU tensors an exchange sends.
+CPU_BACKENDS = ("gloo", "mpi")
+#: Growth limit of the step interval that ``every_seconds`` re-agrees at each
+#: exchange: a first interval timed too short cannot push the next exchange far away.
+_MAX_INTERVAL_GROWTH = 10
+
+
+class CurriculumSync:
+    """Exchanges a fixed-task-set curriculum's episode outcomes between the ranks of a group.
+
+    ``curriculum``: this rank's ``Curriculum`` over a fixed task set with a
+    learning-progress config; make the sync before the rank's env workers
+    make or receive their curriculum (a worker's algorithm journals only if
+    the session's journal exists when it is made, unpickled or forked).
+
+    Exactly one of ``every_steps`` (an exchange every that many ``step()``
+    calls) and ``every_seconds`` (about that often; the step interval is
+    re-agreed at each exchange from the slowest rank's step time) schedules
+    ``step()``; ``exchange()`` exchanges now.  Both are collectives: every rank
+    of the group must make the same calls, ``step()`` the same number of times
+    (once per training iteration, or per episode of each rank's own stream).
+
+    ``group``: the process group (None: the default group).  Its backend must
+    take CPU tensors (gloo, mpi); beside an NCCL training group pass
+    ``torch.distributed.new_group(backend="gloo", timeout=...)``.  The group's
+    timeout bounds how long an exchange waits for a rank that died or stopped
+    exchanging; ``ExchangeError`` is raised then, and this rank's pool keeps
+    everything it had (outcomes not yet sent stay queued for the next exchange).
+
+    ``journal_capacity``: outcomes the host may record between two exchanges
+    (a power of two) before the oldest are lost (counted in
+    ``stats()["sync/lost_outcomes"]``).
+    """
+
+    def __init__(
+        self,
+        curriculum: Any,
+        *,
+        every_steps: int | None = None,
+        every_seconds: float | None = None,
+        group: Any = None,
+        journal_capacity: int = DEFAULT_CAPACITY,
+        read_wait: float = DEFAULT_READ_WAIT,
+    ) -> None:
+        algorithm = getattr(curriculum, "algorithm", None)
+        if not isinstance(algorithm, LearningProgressAlgorithm):
+            raise TypeError(
+                "CurriculumSync needs a Curriculum with a LearningProgressConfig "
+                f"(got algorithm {type(algorithm).__name__}): the uniform baseline learns nothing to share"
+            )
+        if not curriculum.is_fixed:
+            raise ValueError(
+                "CurriculumSync synchronises a fixed task set (Curriculum(..., tasks=...)): a generated "
+                "pool's task ids and evictions are per host (README, 'Many hosts')"
+            )
+        if (every_steps is None) == (every_seconds is None):
+            raise ValueError("give exactly one of every_steps and every_seconds")
+        if every_steps is not None and (isinstance(every_steps, bool) or not isinstance(every_steps, int)
+                                        or every_steps < 1):
+            raise ValueError(f"every_steps must be an int >= 1, got {every_steps!r}")
+        if every_seconds is not None and not (isinstance(every_seconds, (int, float))
+                                              and math.isfinite(every_seconds) and every_seconds > 0):
+            raise ValueError(f"every_seconds must be a finite number > 0, got {every_seconds!r}")
+        if not dist.is_available() or not dist.is_initialized():
+            raise RuntimeError("torch.distributed is not initialised: call init_process_group first")
+        backend = dist.get_backend(group)
+        if backend not in CPU_BACKENDS:
+            raise ValueError(
+                f"the group's backend is {backend!r}: exchanges send CPU tensors, so pass a gloo group "
+                "(torch.distributed.new_group(backend='gloo'))"
+            )
+        self.curriculum = curriculum
+        self.group = group
+        self.rank = dist.get_rank(group)
+        self.world_size = dist.get_world_size(group)
+        self.every_steps = every_steps
+        self.every_seconds = None if every_seconds is None else float(every_seconds)
+        self._read_wait = read_wait
+        self._algorithm = algorithm
+        self._task_ids = np.array(sorted(task.task_id for task in curriculum.tasks), dtype=np.int64)
+        tracker = algorithm.task_tracker
+        self._journal = OutcomeJournal.create(tracker.session_id if tracker.is_shared else None, journal_capacity)
+        algorithm.attach_outcome_journal(self._journal)
+        # Outcomes read from the journal and not yet delivered by an exchange.
+        self._unsent_ids = np.empty(0, dtype=np.int64)
+        self._unsent_scores = np.empty(0, dtype=np.float64)
+        self._steps = 0
+        self._interval = every_steps if every_steps is not None else 1  # every_seconds: calibrate at once
+        self._next_exchange = self._interval
+        self._interval_started = time.perf_counter()
+        self._steps_at_exchange = 0
+        self._exchanges = 0
+        self._sent = 0
+        self._applied = 0
+        self._lost = 0
+        self._last_exchange_seconds = 0.0
+
+    # -- the trainer's calls --------------------------------------------------------------
+    def step(self) -> bool:
+        """Count one iteration of the rank's loop; exchange when due.  Whether it exchanged."""
+        self._steps += 1
+        if self._steps < self._next_exchange:
+            return False
+        self.exchange()
+        return True
+
+    def exchange(self) -> int:
+        """Exchange now (a collective: every rank calls it): send this host's outcomes
+        recorded since the last exchange, apply every other rank's, in rank order,
+        and recompute the sampling distribution.  Returns the outcomes applied.
+
+        ExchangeError if the group fails (a rank died, or did not call within the
+        group's timeout); nothing of the pool is lost, and the outcomes not sent
+        are sent by the next exchange that succeeds.
+        """
+        started = time.perf_counter()
+        self._take_journal()
+        ids, scores = self._unsent_ids, self._unsent_scores
+        steps = self._steps - self._steps_at_exchange
+        seconds_per_step = (started - self._interval_started) / steps if steps else 0.0
+        try:
+            gathered, seconds = self._all_gather(ids, scores, seconds_per_step)
+        except Exception as exc:
+            raise ExchangeError(
+                f"rank {self.rank}: the outcome exchange with the group's {self.world_size} ranks failed "
+                f"({type(exc).__name__}: {exc}); a rank died or stopped exchanging. This pool keeps its "
+                f"state; {ids.size} outcomes of this host are queued for the next exchange"
+            ) from exc
+        self._sent += ids.size
+        self._unsent_ids = self._unsent_ids[:0]
+        self._unsent_scores = self._unsent_scores[:0]
+        applied = 0
+        for rank, (rank_ids, rank_scores) in enumerate(gathered):
+            if rank != self.rank:
+                applied += self._algorithm.apply_outcomes(rank_ids, rank_scores)
+        self._refresh_distribution()
+        self._applied += applied
+        self._exchanges += 1
+        self._schedule_next(max(seconds))
+        self._last_exchange_seconds = time.perf_counter() - started
+        return applied
+
+    def distribution(self) -> dict[int, float]:
+        """The sampling probability of every task of the set, as the pool samples now."""
+        scores = np.array(list(self._algorithm.score_tasks(self._task_ids.tolist()).values()))
+        total = scores.sum()
+        probabilities = scores / total if total > 0 else np.full(scores.size, 1.0 / scores.size)
+        return dict(zip(self._task_ids.tolist(), probabilities.tolist()))
+
+    def stats(self) -> dict[str, float]:
+        """This rank's exchange counters (``sync/...``), flat floats for a logger."""
+        return {
+            "sync/exchanges": float(self._exchanges),
+            "sync/outcomes_sent": float(self._sent),
+            "sync/outcomes_applied": float(self._applied),
+            "sync/outcomes_queued": float(self._unsent_ids.size + self._journal.pending),
+            "sync/lost_outcomes": float(self._lost),
+            "sync/interval_steps": float(self._interval),
+            "sync/last_exchange_seconds": self._last_exchange_seconds,
+        }
+
+    def close(self) -> None:
+        """Stop journaling and remove the journal (idempotent); no exchange is made."""
+        self._journal.close()
+
+    def __enter__(self) -> CurriculumSync:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def __reduce__(self):
+        raise TypeError("a CurriculumSync belongs to its rank's process: make one per rank")
+
+    # -- internals ------------------------------------------------------------------------
+    def _take_journal(self) -> None:
+        outcomes = self._journal.read(self._read_wait)
+        self._lost += outcomes.lost
+        if outcomes.task_ids.size:
+            self._unsent_ids = np.concatenate([self._unsent_ids, outcomes.task_ids])
+            self._unsent_scores = np.concatenate([self._unsent_scores, outcomes.scores])
+
+    def _all_gather(
+        self, ids: np.ndarray, scores: np.ndarray, seconds_per_step: float
+    ) -> tuple[list[tuple[np.ndarray, np.ndarray]], list[float]]:
+        """Every rank's outcomes (ids, scores) and seconds per step, by rank: two
+        all_gathers, the counts then the outcomes padded to the longest."""
+        header = torch.tensor([float(ids.size), seconds_per_step], dtype=torch.float64)
+        headers = [torch.empty_like(header) for _ in range(self.world_size)]
+        dist.all_gather(headers, header, group=self.group)
+        counts = [int(h[0].item()) for h in headers]
+        longest = max(counts)
+        # Task ids are < 2**53, exact in float64: one tensor carries both columns.
+        payload = torch.zeros((longest, 2), dtype=torch.float64)
+        if ids.size:
+            payload[: ids.size, 0] = torch.from_numpy(ids.astype(np.float64))
+            payload[: ids.size, 1] = torch.from_numpy(scores)
+        payloads = [torch.empty_like(payload) for _ in range(self.world_size)]
+        dist.all_gather(payloads, payload, group=self.group)
+        gathered = []
+        for count, received in zip(counts, payloads):
+            block = received[:count].numpy()
+            gathered.append((block[:, 0].astype(np.int64), block[:, 1].copy()))
+        return gathered, [float(h[1].item()) for h in headers]
+
+    def _refresh_distribution(self) -> None:
+        """Recompute the lp scores now, so every rank samples from its pool as of this exchange."""
+        self._algorithm.invalidate_cache()
+        self._algorithm.scorer.refresh()
+
+    def _schedule_next(self, slowest_seconds_per_step: float) -> None:
+        if self.every_seconds is not None:
+            # The same inputs on every rank (the gathered step times), so the same interval.
+            # (No rank stepped since the last exchange: nothing to time, keep the interval.)
+            if slowest_seconds_per_step > 0:
+                wanted = max(1, int(self.every_seconds / slowest_seconds_per_step))
+                self._interval = min(wanted, self._interval * _MAX_INTERVAL_GROWTH)
+        self._steps_at_exchange = self._steps
+        self._next_exchange = self._steps + self._interval
+        self._interval_started = time.perf_counter()
