@@ -50,6 +50,7 @@ int lpt_journal_init(void *image, size_t size, int64_t capacity, int64_t creator
     atomic_store_explicit(&h->head, 0, RELAXED);
     atomic_store_explicit(&h->tail, 0, RELAXED);
     atomic_store_explicit(&h->lost, 0, RELAXED);
+    atomic_store_explicit(&h->deferred, 0, RELAXED);
     /* Entries are zero (never written) in a fresh segment. */
     atomic_store_explicit(&h->magic, LPT_JOURNAL_MAGIC, RELEASE);
     bind(image, capacity, j);
@@ -157,6 +158,16 @@ int lpt_journal_read(const lpt_journal *j, int64_t *task_ids, double *scores, in
     *n_read = read;
     *n_lost = lost;
     return LPT_OK;
+}
+
+int lpt_journal_deferred(const lpt_journal *j)
+{
+    return atomic_load_explicit(&j->header->deferred, ACQUIRE) != 0;
+}
+
+void lpt_journal_set_deferred(const lpt_journal *j, int deferred)
+{
+    atomic_store_explicit(&j->header->deferred, deferred ? 1 : 0, RELEASE);
 }
 
 int64_t lpt_journal_pending(const lpt_journal *j)

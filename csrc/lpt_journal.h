@@ -18,6 +18,9 @@
  *     have overwritten the oldest unread entries: they are counted lost.
  *     A reader meets an entry being overwritten as a sequence word that
  *     changed while it read (a seqlock), never as a torn record.
+ * The `deferred` flag tells the session's processes whether an outcome also
+ * updates the pool at once (0) or only goes to the journal (1), the reader
+ * applying it later (lptrack.distributed's lockstep mode).
  * Linux/x86-64 and any C11 platform with lock-free 64-bit atomics.
  */
 #ifndef LPT_JOURNAL_H
@@ -47,7 +50,8 @@ typedef struct lpt_journal_header {
     uint32_t entry_bytes;
     int64_t capacity;
     int64_t creator_pid;
-    unsigned char pad0[32];
+    _Atomic uint64_t deferred; /* 1: the session's updates go to the journal only */
+    unsigned char pad0[24];
     /* Producers' line: the next ticket. */
     _Atomic uint64_t head;
     unsigned char pad1[56];
@@ -88,6 +92,11 @@ void lpt_journal_append(const lpt_journal *j, int64_t task_id, double score);
  * are also added to the header's `lost`.  Returns LPT_OK. */
 int lpt_journal_read(const lpt_journal *j, int64_t *task_ids, double *scores, int64_t max,
                      int64_t wait_ns, int64_t *n_read, int64_t *n_lost);
+
+/* The `deferred` flag: read on every journaled update (one load of a line
+ * that is rarely written), set by the reader. */
+int lpt_journal_deferred(const lpt_journal *j);
+void lpt_journal_set_deferred(const lpt_journal *j, int deferred);
 
 /* Outcomes appended and not yet read (a snapshot; may exceed the capacity). */
 int64_t lpt_journal_pending(const lpt_journal *j);

@@ -237,3 +237,31 @@ def test_a_local_pool_gets_a_private_journal_that_its_copies_do_not_share() -> N
     assert copy.algorithm._journal is None
     assert journal.read().task_ids.tolist() == [2]
     journal.close()
+
+
+def test_a_deferred_journal_holds_updates_back_from_the_pool(session_id: str, context) -> None:
+    curriculum = Curriculum(lp_config(session_id), tasks=8, seed=0)
+    journal = OutcomeJournal.create(session_id, capacity=64)
+    try:
+        journal.deferred = True
+        curriculum.algorithm.attach_outcome_journal(journal)
+        child = context.Process(target=report_outcomes, args=(None, session_id, 0, 6))
+        child.start()
+        join_all([child])
+        assert child.exitcode == 0
+        curriculum.update_task_performance(1, 0.75)
+        for bad_id, bad_score in ((0, 0.5), (2**53, 0.5), (1, float("nan")), ("1", 0.5)):
+            with pytest.raises((ValueError, TypeError)):
+                curriculum.update_task_performance(bad_id, bad_score)
+        assert curriculum.pool_stats()["pool/completions"] == 0  # nothing reached the pool
+        outcomes = journal.read()
+        assert outcomes.task_ids.tolist() == [1, 2, 3, 4, 5, 6, 1]
+        assert curriculum.algorithm.apply_outcomes(outcomes.task_ids, outcomes.scores) == 7
+        assert curriculum.pool_stats()["pool/completions"] == 7
+        journal.deferred = False
+        curriculum.update_task_performance(3, 0.5)
+        assert curriculum.pool_stats()["pool/completions"] == 8
+        assert journal.read().task_ids.tolist() == [3]
+    finally:
+        journal.close()
+        curriculum.close()

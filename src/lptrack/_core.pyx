@@ -1243,6 +1243,18 @@ cdef class JournalRing:
         return self._journal.header.lost if self._journal.header != NULL else 0
 
     @property
+    def deferred(self):
+        """Whether the session's journaled updates go to the journal only (the
+        reader applies them), not to the pool at once."""
+        return self._journal.header != NULL and jr.lpt_journal_deferred(&self._journal)
+
+    @deferred.setter
+    def deferred(self, bint value):
+        if self._journal.header == NULL:
+            raise ValueError("the journal is closed")
+        jr.lpt_journal_set_deferred(&self._journal, value)
+
+    @property
     def pending(self):
         """Outcomes appended and not yet read."""
         return jr.lpt_journal_pending(&self._journal) if self._journal.header != NULL else 0
@@ -1271,7 +1283,9 @@ cdef class JournalRing:
 
     def journaling(self, update):
         """``update(task_id, score) -> slot`` that also appends each applied update
-        (slot >= 0) here: the pool's bound update of a journaled session."""
+        (slot >= 0) here: the pool's bound update of a journaled session.  While
+        the journal is ``deferred`` it only checks and appends the outcome (and
+        returns 0): the reader applies it to the pool later."""
         cdef _JournaledUpdate bound = _JournaledUpdate.__new__(_JournaledUpdate)
         bound._update = update
         bound._ring = self
@@ -1287,7 +1301,12 @@ cdef class _JournaledUpdate:
     cdef JournalRing _ring
 
     def update(self, task_id, score):
+        cdef JournalRing ring = self._ring
+        if ring._journal.header != NULL and jr.lpt_journal_deferred(&ring._journal):
+            # Refused as the pool's update would refuse them (the same errors).
+            ring._append(check_task_id(task_id), check_finite("score", score))
+            return 0
         slot = self._update(task_id, score)
         if slot >= 0:  # the update checked both values
-            self._ring._append(task_id, score)
+            ring._append(task_id, score)
         return slot

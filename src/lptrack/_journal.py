@@ -174,6 +174,17 @@ class OutcomeJournal:
         return self._ring.appended
 
     @property
+    def deferred(self) -> bool:
+        """True: the session's journaled updates only go to the journal, and the
+        reader applies them to the pool (lptrack.distributed's lockstep mode);
+        False: they update the pool at once and are also journaled."""
+        return self._ring.deferred
+
+    @deferred.setter
+    def deferred(self, value: bool) -> None:
+        self._ring.deferred = bool(value)
+
+    @property
     def pending(self) -> int:
         """Outcomes recorded and not yet read."""
         return self._ring.pending

@@ -7,20 +7,26 @@ ring in shared memory).  One process per rank, usually the rank's main
 process, holds a ``CurriculumSync`` and calls ``step()`` once per iteration of
 its loop; when an exchange is due, the sync reads the outcomes its host
 recorded since the last exchange, all-gathers them through a
-``torch.distributed`` process group, and applies the other ranks' outcomes to
-its pool in rank order, without journaling them again.  So after an exchange
-every rank's pool has seen every outcome of every rank up to that exchange.
+``torch.distributed`` process group and applies them to its pool in rank
+order.  After an exchange every rank's pool has seen every outcome of every
+rank up to that exchange.
 
-What differs from one pool fed by every rank's episodes: only the order of the
-updates of one exchange interval.  A rank applied its own outcomes as they
-came, then applies the others' in rank order at the exchange; so for the
-outcomes of one interval each rank has its own order.  Completion counts are
-identical; total scores equal up to float rounding of the sum's order; the
-per-task EMAs (reward, squared reward, success rate, p_fast, p_slow, p_true),
-the last score and ``random_baseline`` (set by the first non-zero score a pool
-sees) depend on the order within an interval, and so do the lp scores and the
-sampling distribution computed from them.  README "Many hosts" states the
-difference measured.
+Two modes (``lockstep``):
+
+* ``lockstep=True`` (the default): between exchanges a journaled outcome only
+  goes to the journal; at each exchange every rank applies every rank's
+  outcomes, its own included, in the same order (by rank, then in the order
+  each host recorded them).  So all ranks' pools are identical after every
+  exchange, bit for bit (the state of one pool fed that sequence), and every
+  rank samples from the same distribution at all times.  The price: a host's
+  pool learns from its own episodes at the next exchange, not at once.
+* ``lockstep=False``: outcomes update the host's pool at once; at an exchange
+  a rank applies the other ranks' outcomes, in rank order.  Completion counts
+  agree after an exchange, but each rank applied the outcomes of an interval
+  in its own order (its own first), and the per-task EMAs (p_fast, p_slow,
+  p_true, reward, squared reward, success rate), the last score and
+  ``random_baseline`` depend on that order; the learning-progress z-scores
+  amplify the difference (README "Many hosts" states it as measured).
 
 Only a fixed task set (``Curriculum(..., tasks=...)``) is synchronised: its
 task ids mean the same task on every host.  A generated pool's ids are drawn
@@ -82,6 +88,11 @@ class CurriculumSync:
     exchanging; ``ExchangeError`` is raised then, and this rank's pool keeps
     everything it had (outcomes not yet sent stay queued for the next exchange).
 
+    ``lockstep``: see the module's docstring.  After an ``ExchangeError`` the
+    host carries on alone: outcomes not yet in its pool are applied to it,
+    later ones update it at once, ``step()`` no longer exchanges and
+    ``exchange()`` raises again.
+
     ``journal_capacity``: outcomes the host may record between two exchanges
     (a power of two) before the oldest are lost (counted in
     ``stats()["sync/lost_outcomes"]``).
@@ -94,6 +105,7 @@ class CurriculumSync:
         every_steps: int | None = None,
         every_seconds: float | None = None,
         group: Any = None,
+        lockstep: bool = True,
         journal_capacity: int = DEFAULT_CAPACITY,
         read_wait: float = DEFAULT_READ_WAIT,
     ) -> None:
@@ -134,8 +146,12 @@ class CurriculumSync:
         self._algorithm = algorithm
         self._task_ids = np.array(sorted(task.task_id for task in curriculum.tasks), dtype=np.int64)
         tracker = algorithm.task_tracker
-        self._journal = OutcomeJournal.create(tracker.session_id if tracker.is_shared else None, journal_capacity)
+        session_id = algorithm.hypers.session_id if tracker.is_shared else None
+        self._journal = OutcomeJournal.create(session_id, journal_capacity)
+        self.lockstep = bool(lockstep)
+        self._journal.deferred = self.lockstep
         algorithm.attach_outcome_journal(self._journal)
+        self._failure: str | None = None
         # Outcomes read from the journal and not yet delivered by an exchange.
         self._unsent_ids = np.empty(0, dtype=np.int64)
         self._unsent_scores = np.empty(0, dtype=np.float64)
@@ -154,20 +170,24 @@ class CurriculumSync:
     def step(self) -> bool:
         """Count one iteration of the rank's loop; exchange when due.  Whether it exchanged."""
         self._steps += 1
-        if self._steps < self._next_exchange:
+        if self._steps < self._next_exchange or self._failure is not None:
             return False
         self.exchange()
         return True
 
     def exchange(self) -> int:
         """Exchange now (a collective: every rank calls it): send this host's outcomes
-        recorded since the last exchange, apply every other rank's, in rank order,
-        and recompute the sampling distribution.  Returns the outcomes applied.
+        recorded since the last exchange, apply the ranks' outcomes in rank order
+        (lockstep: every rank's; else the other ranks'), and recompute the
+        sampling distribution.  Returns the outcomes applied.
 
         ExchangeError if the group fails (a rank died, or did not call within the
-        group's timeout); nothing of the pool is lost, and the outcomes not sent
-        are sent by the next exchange that succeeds.
+        group's timeout): this host then carries on alone, and its pool loses
+        nothing (the outcomes it recorded and did not apply yet are applied).
         """
+        if self._failure is not None:
+            raise ExchangeError(f"rank {self.rank}: an earlier exchange failed ({self._failure}); "
+                                "this host carries on alone")
         started = time.perf_counter()
         self._take_journal()
         ids, scores = self._unsent_ids, self._unsent_scores
@@ -176,17 +196,19 @@ class CurriculumSync:
         try:
             gathered, seconds = self._all_gather(ids, scores, seconds_per_step)
         except Exception as exc:
+            self._failure = f"{type(exc).__name__}: {exc}"
+            kept = self._go_alone()
             raise ExchangeError(
                 f"rank {self.rank}: the outcome exchange with the group's {self.world_size} ranks failed "
-                f"({type(exc).__name__}: {exc}); a rank died or stopped exchanging. This pool keeps its "
-                f"state; {ids.size} outcomes of this host are queued for the next exchange"
+                f"({self._failure}); a rank died or stopped exchanging. This host carries on alone: its "
+                f"pool keeps its state{f' and got its {kept} outcomes not yet applied' if kept else ''}"
             ) from exc
         self._sent += ids.size
         self._unsent_ids = self._unsent_ids[:0]
         self._unsent_scores = self._unsent_scores[:0]
         applied = 0
         for rank, (rank_ids, rank_scores) in enumerate(gathered):
-            if rank != self.rank:
+            if rank != self.rank or self.lockstep:
                 applied += self._algorithm.apply_outcomes(rank_ids, rank_scores)
         self._refresh_distribution()
         self._applied += applied
@@ -215,7 +237,16 @@ class CurriculumSync:
         }
 
     def close(self) -> None:
-        """Stop journaling and remove the journal (idempotent); no exchange is made."""
+        """Stop journaling and remove the journal (idempotent); no exchange is made.
+
+        In lockstep the outcomes recorded since the last exchange are applied to
+        this host's pool (they reach no other rank).  Close after the host's env
+        workers stopped reporting: an outcome reported while close runs may miss
+        the pool.
+        """
+        if self._journal.closed:
+            return
+        self._go_alone()
         self._journal.close()
 
     def __enter__(self) -> CurriculumSync:
@@ -228,6 +259,19 @@ class CurriculumSync:
         raise TypeError("a CurriculumSync belongs to its rank's process: make one per rank")
 
     # -- internals ------------------------------------------------------------------------
+    def _go_alone(self) -> int:
+        """From now on the host's outcomes update its pool at once; apply those the
+        journal holds back (lockstep).  How many were applied."""
+        if not self.lockstep:
+            return 0
+        self._journal.deferred = False
+        self._take_journal()  # what was recorded until the flag changed
+        kept = self._algorithm.apply_outcomes(self._unsent_ids, self._unsent_scores)
+        self._unsent_ids = self._unsent_ids[:0]
+        self._unsent_scores = self._unsent_scores[:0]
+        self._refresh_distribution()
+        return kept
+
     def _take_journal(self) -> None:
         outcomes = self._journal.read(self._read_wait)
         self._lost += outcomes.lost

@@ -25,4 +25,6 @@ cdef extern from "lpt_journal.h" nogil:
     void lpt_journal_append(const lpt_journal *j, int64_t task_id, double score)
     int lpt_journal_read(const lpt_journal *j, int64_t *task_ids, double *scores, int64_t max,
                          int64_t wait_ns, int64_t *n_read, int64_t *n_lost)
+    int lpt_journal_deferred(const lpt_journal *j)
+    void lpt_journal_set_deferred(const lpt_journal *j, int deferred)
     int64_t lpt_journal_pending(const lpt_journal *j)
