@@ -248,3 +248,78 @@ def test_a_dead_rank_makes_the_others_raise_within_the_timeout(session_id: str) 
         assert report["queued"] == 0
         # The host carries on alone: step() no longer exchanges.
         assert not any(report["steps_after"])
+
+
+# -- one rank, in this process: the arguments, both block paths, every_seconds ------------------
+@pytest.fixture
+def single_rank_group(tmp_path):
+    dist.init_process_group("gloo", init_method=f"file://{tmp_path}/store", rank=0, world_size=1,
+                            timeout=timedelta(seconds=GROUP_TIMEOUT))
+    yield
+    dist.destroy_process_group()
+
+
+def test_the_sync_refuses_what_it_cannot_synchronise(session_id: str, single_rank_group) -> None:
+    from lptrack import DiscreteRandomCurriculumConfig
+
+    generated = Curriculum(lp_config(session_id), num_active_tasks=8)
+    uniform = Curriculum(DiscreteRandomCurriculumConfig(), tasks=8)
+    fixed = Curriculum(lp_config(rank_session(session_id, 0)), tasks=8)
+    try:
+        with pytest.raises(ValueError, match="fixed task set"):
+            CurriculumSync(generated, every_steps=10)
+        with pytest.raises(TypeError, match="LearningProgressConfig"):
+            CurriculumSync(uniform, every_steps=10)
+        for schedule in ({}, {"every_steps": 10, "every_seconds": 1.0}, {"every_steps": 0},
+                         {"every_steps": 2.5}, {"every_seconds": -1.0}, {"every_seconds": math.inf}):
+            with pytest.raises(ValueError):
+                CurriculumSync(fixed, **schedule)
+        assert fixed.algorithm._journal is None  # nothing was attached by the refusals
+    finally:
+        for curriculum in (generated, uniform, fixed):
+            curriculum.close()
+
+
+@pytest.mark.parametrize("outcomes", [10, 255, 256, 3000])
+def test_one_rank_applies_its_own_outcomes_at_the_exchange(session_id: str, single_rank_group, outcomes: int) -> None:
+    curriculum = Curriculum(lp_config(session_id), tasks=TASKS, seed=0)
+    sync = CurriculumSync(curriculum, every_steps=10**6, journal_capacity=1 << 12)
+    try:
+        counts = np.zeros(TASKS, dtype=np.int64)
+        run_episodes(curriculum, Learner(0), counts, sync, outcomes)
+        assert pool_counts(curriculum).sum() == 0  # lockstep: held back until the exchange
+        assert sync.exchange() == outcomes
+        assert pool_counts(curriculum).tolist() == counts.tolist()
+        run_episodes(curriculum, Learner(1), counts, sync, 5)  # the block was resized: both paths again
+        assert sync.exchange() == 5
+        assert pool_counts(curriculum).tolist() == counts.tolist()
+    finally:
+        sync.close()
+        curriculum.close()
+
+
+def test_close_applies_what_was_not_exchanged_and_stops_deferring(session_id: str, single_rank_group) -> None:
+    curriculum = Curriculum(lp_config(session_id), tasks=TASKS, seed=0)
+    sync = CurriculumSync(curriculum, every_steps=10**6)
+    counts = np.zeros(TASKS, dtype=np.int64)
+    run_episodes(curriculum, Learner(0), counts, sync, 30)
+    sync.close()
+    try:
+        assert pool_counts(curriculum).tolist() == counts.tolist()
+        run_episodes(curriculum, Learner(1), counts, None, 10)
+        assert pool_counts(curriculum).tolist() == counts.tolist()
+    finally:
+        curriculum.close()
+
+
+def test_every_seconds_grows_the_interval_from_one_step(session_id: str, single_rank_group) -> None:
+    curriculum = Curriculum(lp_config(session_id), tasks=TASKS, seed=0)
+    sync = CurriculumSync(curriculum, every_seconds=3600.0)
+    try:
+        exchanged = [sync.step() for _ in range(120)]
+        # Calibrated at step 1, then each interval at most 10x the last, up to an hour of steps.
+        assert [i + 1 for i, done in enumerate(exchanged) if done] == [1, 11, 111]
+        assert sync.stats()["sync/interval_steps"] == 1000
+    finally:
+        sync.close()
+        curriculum.close()

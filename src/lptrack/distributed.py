@@ -61,6 +61,8 @@ __all__ = ["CurriculumSync", "ExchangeError"]
 
 #: Backends whose collectives take the CPU tensors an exchange sends.
 CPU_BACKENDS = ("gloo", "mpi")
+#: Rows of an exchange's first block (a header and outcomes; 16 bytes a row).
+MIN_BLOCK_ROWS = 256
 #: Growth limit of the step interval that ``every_seconds`` re-agrees at each
 #: exchange: a first interval timed too short cannot push the next exchange far away.
 _MAX_INTERVAL_GROWTH = 10
@@ -155,6 +157,7 @@ class CurriculumSync:
         # Outcomes read from the journal and not yet delivered by an exchange.
         self._unsent_ids = np.empty(0, dtype=np.int64)
         self._unsent_scores = np.empty(0, dtype=np.float64)
+        self._slots = MIN_BLOCK_ROWS
         self._steps = 0
         self._interval = every_steps if every_steps is not None else 1  # every_seconds: calibrate at once
         self._next_exchange = self._interval
@@ -282,25 +285,37 @@ class CurriculumSync:
     def _all_gather(
         self, ids: np.ndarray, scores: np.ndarray, seconds_per_step: float
     ) -> tuple[list[tuple[np.ndarray, np.ndarray]], list[float]]:
-        """Every rank's outcomes (ids, scores) and seconds per step, by rank: two
-        all_gathers, the counts then the outcomes padded to the longest."""
-        header = torch.tensor([float(ids.size), seconds_per_step], dtype=torch.float64)
-        headers = [torch.empty_like(header) for _ in range(self.world_size)]
-        dist.all_gather(headers, header, group=self.group)
-        counts = [int(h[0].item()) for h in headers]
-        longest = max(counts)
-        # Task ids are < 2**53, exact in float64: one tensor carries both columns.
-        payload = torch.zeros((longest, 2), dtype=torch.float64)
-        if ids.size:
-            payload[: ids.size, 0] = torch.from_numpy(ids.astype(np.float64))
-            payload[: ids.size, 1] = torch.from_numpy(scores)
-        payloads = [torch.empty_like(payload) for _ in range(self.world_size)]
-        dist.all_gather(payloads, payload, group=self.group)
+        """Every rank's outcomes (ids, scores) and seconds per step, by rank.
+
+        An exchange is bound by the collectives' latency, not their bytes, so it
+        is one all_gather of a block of ``_slots`` rows: a header row (count,
+        seconds per step) and up to ``_slots - 1`` outcomes (task ids are below
+        2**53, exact in float64).  Only when a rank has more does a second
+        all_gather carry the rest, padded to the longest rest.  Every rank
+        sizes the next block from the same gathered counts.
+        """
+        block = torch.zeros((self._slots, 2), dtype=torch.float64)
+        block[0, 0], block[0, 1] = float(ids.size), seconds_per_step
+        first = min(ids.size, self._slots - 1)
+        _fill(block[1:], ids[:first], scores[:first])
+        blocks = [torch.empty_like(block) for _ in range(self.world_size)]
+        dist.all_gather(blocks, block, group=self.group)
+        counts = [int(received[0, 0].item()) for received in blocks]
+        rows = [received[1 : 1 + min(count, self._slots - 1)] for count, received in zip(counts, blocks)]
+        longest_rest = max(counts) - (self._slots - 1)
+        if longest_rest > 0:
+            rest = torch.zeros((longest_rest, 2), dtype=torch.float64)
+            _fill(rest, ids[first:], scores[first:])
+            rests = [torch.empty_like(rest) for _ in range(self.world_size)]
+            dist.all_gather(rests, rest, group=self.group)
+            rows = [torch.cat([head, received[: count - head.shape[0]]])
+                    for count, head, received in zip(counts, rows, rests)]
+        self._slots = _block_rows(max(counts))
         gathered = []
-        for count, received in zip(counts, payloads):
-            block = received[:count].numpy()
-            gathered.append((block[:, 0].astype(np.int64), block[:, 1].copy()))
-        return gathered, [float(h[1].item()) for h in headers]
+        for received in rows:
+            array = received.numpy()
+            gathered.append((array[:, 0].astype(np.int64), array[:, 1].copy()))
+        return gathered, [float(received[0, 1].item()) for received in blocks]
 
     def _refresh_distribution(self) -> None:
         """Recompute the lp scores now, so every rank samples from its pool as of this exchange."""
@@ -317,3 +332,16 @@ class CurriculumSync:
         self._steps_at_exchange = self._steps
         self._next_exchange = self._steps + self._interval
         self._interval_started = time.perf_counter()
+
+
+def _fill(block: Any, ids: np.ndarray, scores: np.ndarray) -> None:
+    """Write outcomes into the first rows of a (rows, 2) float64 tensor."""
+    if ids.size:
+        block[: ids.size, 0] = torch.from_numpy(ids.astype(np.float64))
+        block[: ids.size, 1] = torch.from_numpy(scores)
+
+
+def _block_rows(longest: int) -> int:
+    """Rows of the next exchange's block: room for half again the longest of the
+    last exchange (a power of two, at least MIN_BLOCK_ROWS)."""
+    return max(MIN_BLOCK_ROWS, 1 << math.ceil(math.log2(longest * 3 // 2 + 2)))
