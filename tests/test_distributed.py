@@ -23,7 +23,7 @@ import torch.distributed as dist  # noqa: E402
 import torch.multiprocessing as torch_mp  # noqa: E402
 
 from lptrack import Curriculum, LearningProgressConfig  # noqa: E402
-from lptrack.distributed import CurriculumSync, ExchangeError  # noqa: E402
+from lptrack.distributed import CurriculumSync, ExchangeError, gather_pool_stats  # noqa: E402
 
 WORLD = 3
 TASKS = 40
@@ -111,7 +111,10 @@ def converging_rank(rank: int, port: int, session_id: str, method: str, lockstep
         counts += np.array(worker_results.get(timeout=JOIN_TIMEOUT))
         worker.join(JOIN_TIMEOUT)
         sync.exchange()  # the final exchange, once every process of every host is done
+        combined = gather_pool_stats(curriculum)
         results.put({
+            "combined_completions": combined["ranks/pool/completions"],
+            "combined_label_prob": combined["ranks/pool/label/default/sample_prob"],
             "rank": rank,
             "generated": counts.tolist(),
             "pool": pool_counts(curriculum).tolist(),
@@ -166,6 +169,9 @@ def test_ranks_converge_to_one_pool(session_id: str, method: str, lockstep: bool
     assert generated.sum() == WORLD * (MAIN_EPISODES + WORKER_EPISODES)
     for report in reports:
         assert report["pool"] == generated.tolist(), f"rank {report['rank']}"
+        # gather_pool_stats adds the ranks' pools up (here, each holding every outcome).
+        assert report["combined_completions"] == WORLD * generated.sum()
+        assert report["combined_label_prob"] == pytest.approx(1.0)
         assert report["stats"]["sync/lost_outcomes"] == 0
         assert report["stats"]["sync/outcomes_sent"] == MAIN_EPISODES + WORKER_EPISODES
         assert report["stats"]["sync/exchanges"] == MAIN_EPISODES // EVERY + 1
@@ -322,4 +328,20 @@ def test_every_seconds_grows_the_interval_from_one_step(session_id: str, single_
         assert sync.stats()["sync/interval_steps"] == 1000
     finally:
         sync.close()
+        curriculum.close()
+
+
+def test_gather_pool_stats_of_a_generated_pool(session_id: str, single_rank_group) -> None:
+    curriculum = Curriculum(lp_config(session_id), num_active_tasks=16, seed=0)
+    try:
+        for _ in range(100):
+            task = curriculum.get_task()
+            curriculum.update_task_performance(task.task_id, 0.25)
+        local = curriculum.pool_stats()
+        combined = gather_pool_stats(curriculum)
+        assert combined["ranks/pool/tasks"] == local["pool/tasks"] == 16
+        assert combined["ranks/pool/completions"] == local["pool/completions"]
+        assert combined["ranks/pool/mean_score"] == pytest.approx(0.25)
+        assert combined["ranks/pool/label/default/sample_prob"] == pytest.approx(1.0)
+    finally:
         curriculum.close()

@@ -57,7 +57,7 @@ from lptrack._journal import DEFAULT_CAPACITY, DEFAULT_READ_WAIT, OutcomeJournal
 from lptrack.algorithm import LearningProgressAlgorithm
 from lptrack.errors import ExchangeError
 
-__all__ = ["CurriculumSync", "ExchangeError"]
+__all__ = ["CurriculumSync", "ExchangeError", "gather_pool_stats"]
 
 #: Backends whose collectives take the CPU tensors an exchange sends.
 CPU_BACKENDS = ("gloo", "mpi")
@@ -333,6 +333,38 @@ class CurriculumSync:
         self._next_exchange = self._steps + self._interval
         self._interval_started = time.perf_counter()
 
+
+#: pool_stats keys that add up across ranks (per label too: ``/tasks``, ``/completions``).
+_SUMMED = ("pool/tasks", "pool/capacity", "pool/completions", "pool/scored_tasks")
+
+
+def gather_pool_stats(curriculum: Any, group: Any = None) -> dict[str, float]:
+    """Every rank's ``curriculum.pool_stats()`` combined, for logging (a collective:
+    every rank of ``group`` calls it; every rank gets the result).
+
+    For any curriculum, generated pools included, whose pools are not
+    synchronised: ``ranks/pool/tasks``, ``/capacity``, ``/completions`` and
+    ``/scored_tasks`` summed over ranks, ``ranks/pool/mean_score`` over every
+    rank's completions, and per label ``ranks/pool/label/<label>/tasks`` and
+    ``/completions`` summed, ``/sample_prob`` averaged over ranks (the chance
+    that an episode of a rank picked at random draws that label).
+    """
+    local = {name: value for name, value in curriculum.pool_stats(top=0).items()
+             if name in _SUMMED or name == "pool/mean_score" or name.startswith("pool/label/")}
+    everyone: list[Any] = [None] * dist.get_world_size(group)
+    dist.all_gather_object(everyone, local, group=group)
+    combined: dict[str, float] = {}
+    score_sum = 0.0
+    for stats in everyone:
+        score_sum += stats.get("pool/mean_score", 0.0) * stats.get("pool/completions", 0.0)
+        for name, value in stats.items():
+            if name == "pool/mean_score":
+                continue
+            weight = 1.0 / len(everyone) if name.endswith("/sample_prob") else 1.0
+            combined[f"ranks/{name}"] = combined.get(f"ranks/{name}", 0.0) + weight * value
+    completions = combined.get("ranks/pool/completions", 0.0)
+    combined["ranks/pool/mean_score"] = score_sum / completions if completions else 0.0
+    return dict(sorted(combined.items()))
 
 def _fill(block: Any, ids: np.ndarray, scores: np.ndarray) -> None:
     """Write outcomes into the first rows of a (rows, 2) float64 tensor."""
