@@ -12,8 +12,9 @@ each with its own shared session and a fixed task set:
 * ``exchange``: one ``CurriculumSync.exchange()`` after each rank recorded K
   outcomes (K = 100 and 1,000), at 1,000 and 10,000 tasks; every rank enters
   after a barrier, the figure is the median over rounds of the slowest rank's
-  time.  ``apply+pass`` is what it costs without the collectives: applying the
-  3 K outcomes and the distribution pass, timed alone on one rank.
+  time.  ``all_gather alone``: one bare all_gather of the block the exchange
+  sent, timed the same way; ``apply+pass``: applying 3 K outcomes and the
+  distribution pass without any collective, on one rank.
 * ``episode loop``: get_task + a simulated score + update_task_performance +
   ``sync.step()`` per episode at 1,000 tasks, without a sync and with exchanges
   every 100 and 1,000 episodes (lockstep, the default, and immediate); each
@@ -63,6 +64,7 @@ def episodes(curriculum, rng: random.Random, count: int, sync=None) -> None:
 
 
 def measure_exchange(rank: int, tasks: int, per_rank: int, rounds: int) -> dict[str, float]:
+    import torch
     import torch.distributed as dist
 
     from lptrack.distributed import CurriculumSync
@@ -70,7 +72,7 @@ def measure_exchange(rank: int, tasks: int, per_rank: int, rounds: int) -> dict[
     rng = random.Random(rank)
     curriculum = make_curriculum(tasks, f"x{tasks}_{per_rank}", rank)
     sync = CurriculumSync(curriculum, every_steps=10**9)
-    times, local = [], []
+    times, local, bare = [], [], []
     try:
         episodes(curriculum, rng, per_rank, None)
         sync.exchange()  # warm: every task scored once
@@ -80,6 +82,13 @@ def measure_exchange(rank: int, tasks: int, per_rank: int, rounds: int) -> dict[
             start = time.perf_counter()
             sync.exchange()
             times.append(time.perf_counter() - start)
+            # The collective alone: one all_gather of a block of the size the exchange sent.
+            block = torch.zeros((sync._slots, 2), dtype=torch.float64)
+            blocks = [torch.empty_like(block) for _ in range(WORLD)]
+            dist.barrier()
+            start = time.perf_counter()
+            dist.all_gather(blocks, block)
+            bare.append(time.perf_counter() - start)
         # Without the collectives: apply 3 K outcomes and run the pass, as an exchange does.
         ids = np.resize(np.array([task.task_id for task in curriculum.tasks]), WORLD * per_rank)
         scores = np.zeros(ids.size)
@@ -91,12 +100,18 @@ def measure_exchange(rank: int, tasks: int, per_rank: int, rounds: int) -> dict[
     finally:
         sync.close()
         curriculum.close()
-    slowest = [0.0] * rounds
+    return {"exchange_ms": 1e3 * statistics.median(slowest_rank(times)),
+            "all_gather_ms": 1e3 * statistics.median(slowest_rank(bare)),
+            "apply_pass_ms": 1e3 * statistics.median(local)}
+
+
+def slowest_rank(times: list[float]) -> list[float]:
+    """Per round, the longest of the ranks' times (a collective)."""
+    import torch.distributed as dist
+
     gathered: list = [None] * WORLD
     dist.all_gather_object(gathered, times)
-    for rank_times in gathered:
-        slowest = [max(a, b) for a, b in zip(slowest, rank_times)]
-    return {"exchange_ms": 1e3 * statistics.median(slowest), "apply_pass_ms": 1e3 * statistics.median(local)}
+    return [max(round_times) for round_times in zip(*gathered)]
 
 
 VARIANTS = [("no sync", None, None), ("lockstep, every 100", 100, True), ("lockstep, every 1000", 1000, True),
@@ -171,9 +186,10 @@ def run(args: argparse.Namespace) -> dict:
 
 
 def format_report(report: dict) -> str:
-    lines = ["exchange (3 ranks, median of the slowest rank)     exchange   apply+pass alone"]
+    lines = ["exchange (3 ranks, median of the slowest rank)     exchange  all_gather alone  apply+pass alone"]
     for name, figures in report["exchange"].items():
-        lines.append(f"  {name:<46} {figures['exchange_ms']:7.2f} ms  {figures['apply_pass_ms']:7.2f} ms")
+        lines.append(f"  {name:<46} {figures['exchange_ms']:7.2f} ms  {figures['all_gather_ms']:7.2f} ms"
+                     f"        {figures['apply_pass_ms']:7.2f} ms")
     lines.append("episode loop (rank 0, us per episode, median)")
     base = report["loop"]["no sync"]
     for name, value in report["loop"].items():
