@@ -345,3 +345,20 @@ def test_gather_pool_stats_of_a_generated_pool(session_id: str, single_rank_grou
         assert combined["ranks/pool/label/default/sample_prob"] == pytest.approx(1.0)
     finally:
         curriculum.close()
+
+
+def test_a_process_that_does_not_journal_is_reported(session_id: str, single_rank_group) -> None:
+    curriculum = Curriculum(lp_config(session_id), tasks=TASKS, seed=0)
+    early_worker = Curriculum(lp_config(session_id), tasks=TASKS, seed=1)  # made before the sync
+    sync = CurriculumSync(curriculum, every_steps=10**6)
+    try:
+        curriculum.update_task_performance(1, 1.0)
+        early_worker.update_task_performance(2, 1.0)
+        with pytest.raises(RuntimeError, match="1 outcomes reached this host's pool without the journal"):
+            sync.exchange()
+        curriculum.update_task_performance(1, 1.0)
+        assert sync.exchange() == 1  # reported once
+    finally:
+        sync.close()
+        early_worker.close()
+        curriculum.close()

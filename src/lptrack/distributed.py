@@ -54,6 +54,7 @@ except ImportError as exc:  # pragma: no cover - depends on the environment
     ) from exc
 
 from lptrack._journal import DEFAULT_CAPACITY, DEFAULT_READ_WAIT, OutcomeJournal
+from lptrack._table import COMPLETION_COUNT
 from lptrack.algorithm import LearningProgressAlgorithm
 from lptrack.errors import ExchangeError
 
@@ -154,6 +155,8 @@ class CurriculumSync:
         self._journal.deferred = self.lockstep
         algorithm.attach_outcome_journal(self._journal)
         self._failure: str | None = None
+        # Lockstep: the pool's completions change only through this sync's exchanges.
+        self._expected_completions = self._pool_completions()
         # Outcomes read from the journal and not yet delivered by an exchange.
         self._unsent_ids = np.empty(0, dtype=np.int64)
         self._unsent_scores = np.empty(0, dtype=np.float64)
@@ -216,6 +219,8 @@ class CurriculumSync:
         self._refresh_distribution()
         self._applied += applied
         self._exchanges += 1
+        if self.lockstep:
+            self._check_all_journaled(applied)
         self._schedule_next(max(seconds))
         self._last_exchange_seconds = time.perf_counter() - started
         return applied
@@ -274,6 +279,25 @@ class CurriculumSync:
         self._unsent_scores = self._unsent_scores[:0]
         self._refresh_distribution()
         return kept
+
+    def _pool_completions(self) -> int:
+        rows = self._algorithm.task_tracker.snapshot_rows()
+        return int(rows[:, COMPLETION_COUNT].sum())
+
+    def _check_all_journaled(self, applied: int) -> None:
+        """In lockstep every journaled outcome reaches the pool through an exchange; a
+        process that updated the pool otherwise was started before the journal existed,
+        and its outcomes reach no other rank."""
+        self._expected_completions += applied
+        found = self._pool_completions()
+        if found != self._expected_completions:
+            unjournaled = found - self._expected_completions
+            self._expected_completions = found
+            raise RuntimeError(
+                f"rank {self.rank}: {unjournaled} outcomes reached this host's pool without the journal, so "
+                "no other rank gets them: a process of the host made or received its curriculum before "
+                "the CurriculumSync existed (make the sync before the env workers start)"
+            )
 
     def _take_journal(self) -> None:
         outcomes = self._journal.read(self._read_wait)
