@@ -224,6 +224,70 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
+# -- the journal on the update path (pytest-benchmark; no torch needed) ------------------------
+JOURNAL_MODES = ["no journal", "journaled", "deferred"]
+UPDATES = 1000
+
+
+def update_path_curricula() -> tuple[list, list]:
+    """A shared 1,000-task fixed set per mode: without a journal, journaled (the pool
+    updated at once and the outcome appended, lockstep=False) and deferred (lockstep:
+    the journal only)."""
+    import uuid
+
+    from lptrack import Curriculum, LearningProgressConfig
+    from lptrack._journal import OutcomeJournal
+
+    curricula, journals = [], []
+    for mode in JOURNAL_MODES:
+        session = f"bench{os.getpid()}_{uuid.uuid4().hex[:6]}"
+        curriculum = Curriculum(LearningProgressConfig(session_id=session, min_samples_for_lp=3), tasks=1000, seed=0)
+        journal = None
+        if mode != "no journal":
+            journal = OutcomeJournal.create(session, capacity=1 << 12)
+            journal.deferred = mode == "deferred"
+            curriculum.algorithm.attach_outcome_journal(journal)
+        curricula.append(curriculum)
+        journals.append(journal)
+    return curricula, journals
+
+
+def timed_updates(curriculum, journal) -> float:
+    update = curriculum.update_task_performance
+    ids = [1 + (i * 7919) % 1000 for i in range(UPDATES)]
+    if journal is not None:
+        journal.read()  # as the sync would, between exchanges
+    start = time.perf_counter()
+    for task_id in ids:
+        update(task_id, 0.5)
+    return time.perf_counter() - start
+
+
+def test_bench_update_path(benchmark) -> None:
+    """1,000 Curriculum.update_task_performance calls per mode, in interleaved rounds (this
+    host's speed drifts); ``extra_info``: each mode's median ns per update and its median
+    per-round ratio to no journal.  The benchmark's own figure is the deferred mode."""
+    curricula, journals = update_path_curricula()
+    try:
+        samples: dict[str, list[float]] = {mode: [] for mode in JOURNAL_MODES}
+        for _ in range(300):
+            for mode, curriculum, journal in zip(JOURNAL_MODES, curricula, journals):
+                samples[mode].append(timed_updates(curriculum, journal))
+        base = samples["no journal"]
+        for mode in JOURNAL_MODES:
+            benchmark.extra_info[f"{mode} ns/update"] = 1e9 * statistics.median(samples[mode]) / UPDATES
+            benchmark.extra_info[f"{mode} / no journal"] = statistics.median(
+                [t / b for t, b in zip(samples[mode], base)])
+        print("\nupdate path:", {k: round(v, 2) for k, v in benchmark.extra_info.items()})
+        benchmark.group = "update-path (1,000 updates)"
+        benchmark.pedantic(timed_updates, args=(curricula[2], journals[2]), rounds=50)
+    finally:
+        for curriculum, journal in zip(curricula, journals):
+            if journal is not None:
+                journal.close()
+            curriculum.close()
+
+
 def test_bench_distributed_quick(capsys) -> None:
     """pytest runs the script once, quick, so that it keeps working (CI)."""
     import pytest

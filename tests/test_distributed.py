@@ -243,6 +243,7 @@ def test_a_dead_rank_makes_the_others_raise_within_the_timeout(session_id: str) 
             if name.endswith(rank_session(session_id, WORLD - 1)):
                 os.unlink(f"/dev/shm/{name}")
     assert ranks[WORLD - 1].exitcode == -signal.SIGKILL
+    print(f"\ndead rank: the others raised after {[round(r['elapsed'], 2) for r in reports]} s")
     for report in reports:
         assert report["error"] is not None and "a rank died or stopped exchanging" in report["error"]
         # Raised within the group's timeout (plus the episodes before the exchange).

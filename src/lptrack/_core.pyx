@@ -1302,9 +1302,23 @@ cdef class _JournaledUpdate:
 
     def update(self, task_id, score):
         cdef JournalRing ring = self._ring
+        cdef long long tid
+        cdef int overflow = 0
+        cdef double value
         if ring._journal.header != NULL and jr.lpt_journal_deferred(&ring._journal):
-            # Refused as the pool's update would refuse them (the same errors).
-            ring._append(check_task_id(task_id), check_finite("score", score))
+            # Refused as the pool's update would refuse them (the same checks and
+            # errors as _BoundUpdate.update, the common types tested in C).
+            if PyLong_CheckExact(task_id):
+                tid = PyLong_AsLongLongAndOverflow(task_id, &overflow)
+                if overflow or tid < 1 or tid > seg.LPT_MAX_TASK_ID:
+                    tid = check_task_id(task_id)
+            else:
+                tid = check_task_id(task_id)
+            if PyFloat_CheckExact(score) and isfinite(PyFloat_AS_DOUBLE(score)):
+                value = PyFloat_AS_DOUBLE(score)
+            else:
+                value = check_finite("score", score)
+            ring._append(tid, value)
             return 0
         slot = self._update(task_id, score)
         if slot >= 0:  # the update checked both values
