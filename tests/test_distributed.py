@@ -192,8 +192,9 @@ def test_ranks_converge_to_one_pool(session_id: str, method: str, lockstep: bool
     assert distributions[0][: TASKS // 2].sum() > 0.5
 
 
-def dying_rank(rank: int, port: int, session_id: str, results) -> None:
-    """Ranks 0 and 1 run on after rank 2 is SIGKILLed after its second exchange."""
+def dying_rank(rank: int, port: int, session_id: str, how: str, results) -> None:
+    """Ranks 0 and 1 run on after rank 2, after its second exchange, is SIGKILLed
+    (``how="killed"``) or stops exchanging while it lives on (``"stalled"``)."""
     init_group(rank, port)
     curriculum = Curriculum(lp_config(rank_session(session_id, rank)), tasks=TASKS, seed=rank)
     sync = CurriculumSync(curriculum, every_steps=EVERY)
@@ -202,6 +203,9 @@ def dying_rank(rank: int, port: int, session_id: str, results) -> None:
     try:
         run_episodes(curriculum, learner, counts, sync, 2 * EVERY)
         assert sync.stats()["sync/exchanges"] == 2
+        if rank == WORLD - 1 and how == "stalled":
+            time.sleep(GROUP_TIMEOUT + 4.0)  # alive, in no collective
+            return
         if rank == WORLD - 1:
             # Die as a killed host does; first take the segments off the resource
             # tracker the ranks share, so that the test (not the tracker) removes them.
@@ -234,16 +238,18 @@ def dying_rank(rank: int, port: int, session_id: str, results) -> None:
         curriculum.close()
 
 
-def test_a_dead_rank_makes_the_others_raise_within_the_timeout(session_id: str) -> None:
-    ranks, results = start_ranks(dying_rank, (free_port(), session_id))
+@pytest.mark.parametrize("how", ["killed", "stalled"])
+def test_a_dead_rank_makes_the_others_raise_within_the_timeout(session_id: str, how: str) -> None:
+    ranks, results = start_ranks(dying_rank, (free_port(), session_id, how))
     try:
         reports = collect(ranks, results, WORLD - 1)
     finally:
         for name in os.listdir("/dev/shm"):
             if name.endswith(rank_session(session_id, WORLD - 1)):
                 os.unlink(f"/dev/shm/{name}")
-    assert ranks[WORLD - 1].exitcode == -signal.SIGKILL
-    print(f"\ndead rank: the others raised after {[round(r['elapsed'], 2) for r in reports]} s")
+    ranks[WORLD - 1].join(JOIN_TIMEOUT)
+    assert ranks[WORLD - 1].exitcode == (-signal.SIGKILL if how == "killed" else 0)
+    print(f"\n{how} rank: the others raised after {[round(r['elapsed'], 2) for r in reports]} s")
     for report in reports:
         assert report["error"] is not None and "a rank died or stopped exchanging" in report["error"]
         # Raised within the group's timeout (plus the episodes before the exchange).
