@@ -5,8 +5,9 @@ its EMAs depend on the order of the outcomes; so a process that forwards a
 host's outcomes elsewhere (the synchroniser of ``lptrack.distributed``) reads
 them from this journal: a lock-free ring in its own small shared segment
 (``csrc/lpt_journal.h``), next to the pool's.  Every process of the session
-whose algorithm has the journal appends each applied update to it (one atomic
-fetch-add and three stores); one process reads.
+whose algorithm has the journal appends each outcome it records (one atomic
+fetch-add and three stores): after updating the pool, or, while the journal
+is ``deferred``, instead of it (the reader then applies it); one process reads.
 
 Who journals: the algorithm of a shared session looks for the session's
 journal when it is made or unpickled, and ``attach_outcome_journal`` adds it
