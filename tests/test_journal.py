@@ -265,3 +265,11 @@ def test_a_deferred_journal_holds_updates_back_from_the_pool(session_id: str, co
     finally:
         journal.close()
         curriculum.close()
+
+
+def test_importing_lptrack_does_not_import_torch() -> None:
+    import subprocess
+    import sys
+
+    code = "import sys, lptrack, lptrack.algorithm, lptrack._journal; assert 'torch' not in sys.modules"
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=60)
