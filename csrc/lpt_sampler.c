@@ -263,7 +263,9 @@ int64_t lpt_scores_locked(const lpt_segment *seg, const int64_t *ids, int64_t n,
 
 int lpt_any_mature_locked(const lpt_segment *seg, const int64_t *ids, int64_t n)
 {
-    if (ids == NULL)
+    /* No mature task in the pool: none among the ids either, without n lookups
+     * (a pool whose tasks are evicted before maturing asks this every call). */
+    if (ids == NULL || seg->header->n_mature == 0)
         return seg->header->n_mature > 0;
     for (int64_t i = 0; i < n; i++) {
         const int64_t slot = lpt_find_locked(seg, ids[i]);

@@ -1,6 +1,6 @@
 """Type stub of the Cython extension ``lptrack._core`` (see _core.pyx)."""
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager
 from typing import Any
 
@@ -95,6 +95,7 @@ class SegmentTable:
     def clear(self) -> None: ...
     def active_ids(self) -> npt.NDArray[np.int64]: ...
     def active_slots(self) -> npt.NDArray[np.int64]: ...
+    def task_id_array(self, task_ids: Sequence[object] | npt.NDArray[np.integer[Any]]) -> npt.NDArray[np.int64]: ...
     def update(
         self,
         task_id: int,

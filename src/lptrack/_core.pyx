@@ -39,7 +39,14 @@ cimport lptrack.lpt_update as upd
 cimport lptrack.lpt_crash as crash
 cimport lptrack.lpt_liveness as live
 
-from lptrack._table import THRESHOLD_RULES, check_finite, check_percentile, check_task_id, check_uniform
+from lptrack._table import (
+    THRESHOLD_RULES,
+    check_finite,
+    check_percentile,
+    check_task_id,
+    check_uniform,
+    task_id_array,
+)
 from lptrack.errors import LayoutMismatchError, LockReentryError, LockTimeoutError, SegmentError
 
 cnp.import_array()
@@ -681,6 +688,34 @@ cdef class SegmentTable:
     def active_slots(self):
         """int64 active slots, same order as ``active_ids()`` (a copy)."""
         return self._active(False)
+
+    def task_id_array(self, task_ids):
+        """``Table.task_id_array``: a list or tuple of plain ints in range is copied
+        in one typed loop (a caller's list of the whole pool, every episode);
+        other items, and other inputs, take lptrack._table's checks."""
+        cdef Py_ssize_t n, i
+        cdef cnp.npy_intp size
+        cdef cnp.ndarray out
+        cdef int64_t *data
+        cdef long long value
+        cdef int overflow
+        if type(task_ids) is not list and type(task_ids) is not tuple:
+            return task_id_array(task_ids)
+        n = len(task_ids)
+        size = n
+        out = cnp.PyArray_EMPTY(1, &size, cnp.NPY_INT64, 0)
+        data = <int64_t *>cnp.PyArray_DATA(out)
+        for i in range(n):
+            item = task_ids[i]
+            if PyLong_CheckExact(item):
+                value = PyLong_AsLongLongAndOverflow(item, &overflow)
+                if overflow == 0 and 1 <= value <= seg.LPT_MAX_TASK_ID:
+                    data[i] = value
+                    continue
+            data[i] = check_task_id(item)  # converts an integral id or raises
+            if len(task_ids) != n:  # check_task_id ran the item's own code
+                raise RuntimeError("task_ids changed while being converted")
+        return out
 
     # -- rows -----------------------------------------------------------------
     def update(self, int64_t task_id, double score, double ema_alpha,
