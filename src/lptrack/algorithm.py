@@ -167,7 +167,7 @@ class LearningProgressAlgorithm(StatsLogger):
         # at batch size 1, which wants exact answers; once per batch for the basic
         # scorer, whose scores move with every update; otherwise the distribution
         # pass keeps it current.
-        if self.hypers.perf_invalidation_batch_size == 1:
+        if self.scorer.batch.size == 1:
             self._threshold_rule = "always"
         else:
             self._threshold_rule = "never" if self.scorer.bidirectional else "per_batch"

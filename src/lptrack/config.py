@@ -307,6 +307,7 @@ _LEARNING_PROGRESS_CHECKS: dict[str, FieldCheck] = {
     "performance_mode": BoolCheck(),
     "show_curriculum_troubleshooting_logging": BoolCheck(),
     "perf_invalidation_batch_size": IntCheck(1),
+    "perf_invalidation_batch_fraction": RealCheck(0.0, 1.0),
     "perf_cache_task_list": BoolCheck(),
     "perf_log_metrics": BoolCheck(),
     "engine": EngineCheck(),
@@ -349,6 +350,10 @@ class LearningProgressConfig(ConfigModel):
     performance_mode: bool = False
     show_curriculum_troubleshooting_logging: bool = False
     perf_invalidation_batch_size: int = 100
+    #: A batch that grows with the pool (not in the original): at least this
+    #: share of the pool's slots, when that is more than perf_invalidation_batch_size
+    #: (see invalidation_batch_size).  0.0 keeps the batch fixed.
+    perf_invalidation_batch_fraction: float = 0.05
     perf_cache_task_list: bool = True
     perf_log_metrics: bool = False
     engine: str = DEFAULT_ENGINE
@@ -357,6 +362,20 @@ class LearningProgressConfig(ConfigModel):
         # Generated once, here: every process given this config (or a copy) names one session.
         if self.use_shared_memory and self.session_id is None:
             object.__setattr__(self, "session_id", new_session_id())
+
+    def invalidation_batch_size(self, pool_size: int) -> int:
+        """Updates and evictions per batch (SPEC.md, deliberate change 1) for a pool
+        of ``pool_size`` slots: ``perf_invalidation_batch_size``, or
+        ``ceil(perf_invalidation_batch_fraction * pool_size)`` when that is more.
+        A pass costs O(pool), so a batch in proportion to the pool keeps its
+        cost per event flat as the pool grows; the distribution may then be up
+        to that many events old (README, "Staleness").  A batch size of 1 is
+        the original's behaviour, a pass after every event, and stays so at any
+        fraction: the golden traces' contract."""
+        if self.perf_invalidation_batch_size == 1:
+            return 1
+        return max(self.perf_invalidation_batch_size,
+                   math.ceil(self.perf_invalidation_batch_fraction * pool_size))
 
     def algorithm_type(self) -> str:
         return ALGORITHM_TYPE

@@ -60,7 +60,7 @@ class LPScorer(abc.ABC):
     def __init__(self, config: LearningProgressConfig, tracker: TaskTracker) -> None:
         self.config = config
         self.tracker = tracker
-        self.batch = tracker.table.new_batch_counter(config.perf_invalidation_batch_size)
+        self.batch = tracker.table.new_batch_counter(config.invalidation_batch_size(tracker.max_memory_tasks))
         tracker.configure_scoring(self.bidirectional, config.exploration_bonus, config.min_samples_for_lp)
 
     @property
