@@ -33,7 +33,7 @@ EVERY = 50
 GROUP_TIMEOUT = 6.0  # seconds: the gloo group's timeout
 JOIN_TIMEOUT = 120.0
 #: lockstep=False: the largest total variation distance between two ranks' sampling
-#: distributions after the final exchange (measured 0.07-0.20 with this workload; README
+#: distributions after the final exchange (measured 0.05-0.20 with this workload; README
 #: "Many hosts").  Lockstep distributions are compared for equality.
 IMMEDIATE_TV_TOLERANCE = 0.35
 
