@@ -1314,3 +1314,171 @@ cdef class _BoundChoose:
             key = self._table.chosen_label_hash
             self._sampled[key] = self._sampled.get(key, 0) + 1
         return choice
+
+
+# -- the outcome journal (csrc/lpt_journal.h) --------------------------------------
+cimport lptrack.lpt_journal as jr
+
+#: Bounds of a journal's capacity (entries; a power of two).
+JOURNAL_MIN_CAPACITY = jr.LPT_JOURNAL_MIN_CAPACITY
+JOURNAL_MAX_CAPACITY = jr.LPT_JOURNAL_MAX_CAPACITY
+
+
+def journal_bytes(int64_t capacity):
+    """Size in bytes of an outcome journal of ``capacity`` entries (a power of two)."""
+    cdef size_t size = jr.lpt_journal_bytes(capacity)
+    if size == 0:
+        raise ValueError(
+            f"journal capacity must be a power of two in [{jr.LPT_JOURNAL_MIN_CAPACITY}, "
+            f"{jr.LPT_JOURNAL_MAX_CAPACITY}], got {capacity}")
+    return size
+
+
+@cython.final
+@cython.auto_pickle(False)
+cdef class JournalRing:
+    """A bound outcome journal image: appends from any process, reads by its one reader.
+
+    The owner of the memory (lptrack._journal) keeps the image alive and calls
+    ``_unbind`` before releasing it; an unbound ring ignores appends.
+    """
+
+    cdef jr.lpt_journal _journal
+    cdef unsigned char[::1] _image
+
+    def _create(self, image, int64_t capacity):
+        """Initialise a new journal in the zero-filled ``image`` (the magic last)."""
+        cdef unsigned char[::1] view = image
+        _check(jr.lpt_journal_init(&view[0] if view.shape[0] else NULL, view.shape[0], capacity,
+                                   lk.lpt_self_pid(), &self._journal), None,
+               f"journal capacity {capacity}, image of {view.shape[0]} bytes")
+        self._image = view
+
+    def _attach(self, image):
+        """Bind an existing journal; False while its creator has not finished.
+        SegmentError for a buffer that is not a journal, LayoutMismatchError for
+        another journal layout."""
+        cdef unsigned char[::1] view = image
+        if view.shape[0] == 0:
+            return False
+        rc = jr.lpt_journal_attach(&view[0], view.shape[0], &self._journal)
+        if rc == st.LPT_ERR_NOT_READY:
+            return False
+        _check(rc, None, "not an lptrack outcome journal of this version")
+        self._image = view
+        return True
+
+    def _unbind(self):
+        """Forget the image (idempotent); appends are ignored from now on."""
+        self._journal.header = NULL
+        self._image = None
+
+    @property
+    def bound(self):
+        return self._journal.header != NULL
+
+    @property
+    def capacity(self):
+        return self._journal.header.capacity if self._journal.header != NULL else 0
+
+    @property
+    def creator_pid(self):
+        return self._journal.header.creator_pid if self._journal.header != NULL else 0
+
+    @property
+    def appended(self):
+        """Outcomes appended since creation (tickets claimed)."""
+        return self._journal.header.head if self._journal.header != NULL else 0
+
+    @property
+    def read_position(self):
+        """The next ticket the reader takes."""
+        return self._journal.header.tail if self._journal.header != NULL else 0
+
+    @property
+    def lost(self):
+        """Outcomes the reader found overwritten or never published, since creation."""
+        return self._journal.header.lost if self._journal.header != NULL else 0
+
+    @property
+    def deferred(self):
+        """Whether the session's journaled updates go to the journal only (the
+        reader applies them), not to the pool at once."""
+        return self._journal.header != NULL and jr.lpt_journal_deferred(&self._journal)
+
+    @deferred.setter
+    def deferred(self, bint value):
+        if self._journal.header == NULL:
+            raise ValueError("the journal is closed")
+        jr.lpt_journal_set_deferred(&self._journal, value)
+
+    @property
+    def pending(self):
+        """Outcomes appended and not yet read."""
+        return jr.lpt_journal_pending(&self._journal) if self._journal.header != NULL else 0
+
+    cdef inline void _append(self, int64_t task_id, double score) noexcept:
+        if self._journal.header != NULL:
+            jr.lpt_journal_append(&self._journal, task_id, score)
+
+    def append(self, int64_t task_id, double score):
+        """Record one outcome (no check: the pool update before it checked them)."""
+        self._append(task_id, score)
+
+    def read(self, int64_t[::1] task_ids not None, double[::1] scores not None, double wait):
+        """The reader: fill the arrays with up to their length of outcomes, in order;
+        ``(read, lost)``.  An entry claimed but unpublished is awaited ``wait``
+        seconds, then counted lost (its producer died or stalled)."""
+        cdef int64_t n_read = 0, n_lost = 0
+        cdef int64_t size = min(task_ids.shape[0], scores.shape[0])
+        cdef int64_t wait_ns = <int64_t>(wait * 1e9) if wait > 0 else 0
+        if self._journal.header == NULL:
+            raise ValueError("the journal is closed")
+        with nogil:
+            jr.lpt_journal_read(&self._journal, &task_ids[0] if size else NULL,
+                                &scores[0] if size else NULL, size, wait_ns, &n_read, &n_lost)
+        return n_read, n_lost
+
+    def journaling(self, update):
+        """``update(task_id, score) -> slot`` that also appends each applied update
+        (slot >= 0) here: the pool's bound update of a journaled session.  While
+        the journal is ``deferred`` it only checks and appends the outcome (and
+        returns 0): the reader applies it to the pool later."""
+        cdef _JournaledUpdate bound = _JournaledUpdate.__new__(_JournaledUpdate)
+        bound._update = update
+        bound._ring = self
+        return bound.update
+
+
+@cython.final
+@cython.auto_pickle(False)
+cdef class _JournaledUpdate:
+    """What ``JournalRing.journaling`` binds; its ``update`` is the callable."""
+
+    cdef object _update
+    cdef JournalRing _ring
+
+    def update(self, task_id, score):
+        cdef JournalRing ring = self._ring
+        cdef long long tid
+        cdef int overflow = 0
+        cdef double value
+        if ring._journal.header != NULL and jr.lpt_journal_deferred(&ring._journal):
+            # Refused as the pool's update would refuse them (the same checks and
+            # errors as _BoundUpdate.update, the common types tested in C).
+            if PyLong_CheckExact(task_id):
+                tid = PyLong_AsLongLongAndOverflow(task_id, &overflow)
+                if overflow or tid < 1 or tid > seg.LPT_MAX_TASK_ID:
+                    tid = check_task_id(task_id)
+            else:
+                tid = check_task_id(task_id)
+            if PyFloat_CheckExact(score) and isfinite(PyFloat_AS_DOUBLE(score)):
+                value = PyFloat_AS_DOUBLE(score)
+            else:
+                value = check_finite("score", score)
+            ring._append(tid, value)
+            return 0
+        slot = self._update(task_id, score)
+        if slot >= 0:  # the update checked both values
+            ring._append(task_id, score)
+        return slot

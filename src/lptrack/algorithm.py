@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 
 from lptrack import _table as col
+from lptrack._journal import open_session_journal
 from lptrack._lpmath import gini
 from lptrack._table import MAX_TASK_ID, TRACKED, check_task_id
 from lptrack.config import LearningProgressConfig
@@ -195,6 +196,8 @@ class LearningProgressAlgorithm(StatsLogger):
         # The scorer's batches and pass, which the hot path hands to the table.
         self._batch = self.scorer.batch
         self._refresh_params = self.scorer.refresh_params
+        # The outcome journal of lptrack.distributed, when the session has one.
+        self._journal = open_session_journal(self.hypers.session_id) if self.task_tracker.is_shared else None
         self._bind_table_calls()
         self._finalizer = self._make_finalizer()
 
@@ -211,6 +214,8 @@ class LearningProgressAlgorithm(StatsLogger):
         self._update_in_table = self._table.bind_update(
             tracker.ema_alpha, self._bidirectional, tracker.totals, self._batch
         )
+        if self._journal is not None:
+            self._update_in_table = self._journal.journaling(self._update_in_table)
         self._choose_in_table = self._table.bind_choose(
             self._percentile, self._refresh_params, self._batch, self._sampled_hashes, self._threshold_rule
         )
@@ -453,6 +458,24 @@ class LearningProgressAlgorithm(StatsLogger):
             self._late_updates += 1
         if not 0.0 <= score <= 1.0:  # after the update, which refuses what is not a finite number
             warn_score_out_of_range(score)
+
+    def attach_outcome_journal(self, journal: Any) -> None:
+        """From now on, record each update this algorithm applies in ``journal``
+        (an ``lptrack._journal.OutcomeJournal``; lptrack.distributed's synchroniser)."""
+        self._journal = journal
+        self._bind_table_calls()
+
+    def apply_outcomes(self, task_ids: np.ndarray, scores: np.ndarray) -> int:
+        """Apply outcomes recorded elsewhere (another host's episodes), in order,
+        as ``update_task_performance`` would but without journaling them; how
+        many were applied (the others' tasks are not tracked here)."""
+        tracker = self.task_tracker
+        update = self._table.bind_update(tracker.ema_alpha, self._bidirectional, tracker.totals, self._batch)
+        applied = 0
+        for task_id, score in zip(task_ids.tolist(), scores.tolist()):
+            if update(task_id, score) >= 0:
+                applied += 1
+        return applied
 
     # -- label bookkeeping ------------------------------------------------------------------------
     def get_evictions(self) -> dict[str, int]:

@@ -45,3 +45,7 @@ class ScoreRangeWarning(UserWarning):
     still accepted and used as given (as the original did), and the warning is
     shown once per process.
     """
+
+
+class ExchangeError(LptrackError, RuntimeError):
+    """An exchange of lptrack.distributed failed: a rank died or did not join within the group's timeout."""
