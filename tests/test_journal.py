@@ -186,7 +186,7 @@ def report_outcomes(curriculum: Curriculum | None, session_id: str, first: int, 
     if curriculum is None:  # built from the config, as an env worker's factory would
         curriculum = Curriculum(lp_config(session_id), tasks=8, seed=first)
     for i in range(count):
-        curriculum.update_task_performance((first + i) % 8 + 1, (first + i) / 100)
+        curriculum.update_task_performance((first + i) % 8 + 1, (first + i) % 100 / 100)
     curriculum.close()
 
 
@@ -205,7 +205,7 @@ def test_every_process_of_the_session_journals_its_updates(session_id: str, cont
         assert child.exitcode == 0
         outcomes = journal.read()
         assert outcomes.task_ids.tolist() == [1] + [(100 + i) % 8 + 1 for i in range(30)]
-        assert outcomes.scores.tolist() == [0.25] + [(100 + i) / 100 for i in range(30)]
+        assert outcomes.scores.tolist() == [0.25] + [(100 + i) % 100 / 100 for i in range(30)]
         # Foreign outcomes update the pool and are not journaled again.
         before = curriculum.pool_stats()["pool/completions"]
         applied = curriculum.algorithm.apply_outcomes(np.array([2, 3, 2]), np.array([1.0, 0.0, 0.5]))
