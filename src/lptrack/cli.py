@@ -8,7 +8,7 @@ import json
 import sys
 from collections.abc import Sequence
 
-from . import admin, benchmark
+from . import admin, benchmark, envbench
 
 #: ``--quick``: a smoke run of every algorithm, well under 30 s on 2 cores.
 QUICK = dict(tasks=200, episodes_per_epoch=400, epochs=3)
@@ -23,10 +23,10 @@ def _positive_int(text: str) -> int:
 
 def _algorithm_list(text: str) -> tuple[str, ...]:
     names = tuple(a.strip() for a in text.split(",") if a.strip())
-    unknown = [a for a in names if a not in benchmark.ALGORITHMS]
+    unknown = [a for a in names if a not in envbench.ALGORITHMS]  # "none" only with --env
     if unknown or not names:
         raise argparse.ArgumentTypeError(
-            f"choose from {','.join(benchmark.ALGORITHMS)}; got {text!r}"
+            f"choose from {','.join(envbench.ALGORITHMS)}; got {text!r}"
         )
     return names
 
@@ -52,18 +52,29 @@ def _add_bench_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--min-samples-for-lp", type=_positive_int, default=defaults.min_samples_for_lp,
                    help="LP configs' min_samples_for_lp (default %(default)s: below the 5 presentations "
                         "a task gets before it may be evicted, so LP is really computed)")
-    p.add_argument("--algorithms", type=_algorithm_list, default=defaults.algorithms,
-                   help=f"comma list of {','.join(benchmark.ALGORITHMS)} (default: all)")
+    p.add_argument("--algorithms", type=_algorithm_list, default=None,
+                   help=f"comma list of {','.join(benchmark.ALGORITHMS)} (default: all), "
+                        "and none with --env")
     p.add_argument("--seed", type=int, default=defaults.seed, help="default %(default)s")
     p.add_argument("--json", metavar="PATH", help="write config, per-epoch rows and summary as JSON")
     p.add_argument("--plot", metavar="PATH", help="write a PNG of episodes/s per epoch (needs lptrack[plot])")
     p.add_argument("--quick", action="store_true",
                    help=f"a short smoke run ({QUICK['tasks']} tasks, {QUICK['episodes_per_epoch']} "
                         f"episodes x {QUICK['epochs']} epochs) unless those are given")
+    p.add_argument("--env", metavar="ENV_ID",
+                   help="run real steps of this gymnasium env (e.g. CartPole-v1) with random actions through "
+                        "lptrack.gym, and report steps/s and episodes/s (needs lptrack[gym]; see envbench.py)")
+    p.add_argument("--steps-per-epoch", type=_positive_int, default=None,
+                   help=f"with --env: env steps per epoch, over all workers "
+                        f"(default {envbench.EnvBenchConfig().steps_per_epoch})")
     p.set_defaults(func=_cmd_bench)
 
 
 def _cmd_bench(args: argparse.Namespace) -> int:
+    if args.env is not None:
+        return _cmd_env_bench(args)
+    if args.steps_per_epoch is not None:
+        raise ValueError("--steps-per-epoch applies to --env only")
     sized = {
         name: getattr(args, name)
         for name in ("tasks", "episodes_per_epoch", "epochs")
@@ -75,7 +86,7 @@ def _cmd_bench(args: argparse.Namespace) -> int:
         workers=args.workers,
         batch=args.batch,
         min_samples_for_lp=args.min_samples_for_lp,
-        algorithms=args.algorithms,
+        algorithms=args.algorithms or benchmark.ALGORITHMS,
         seed=args.seed,
     )
     if args.plot:
@@ -88,6 +99,41 @@ def _cmd_bench(args: argparse.Namespace) -> int:
     if args.plot:
         benchmark.write_plot(result, args.plot)
     return 0
+
+
+def _cmd_env_bench(args: argparse.Namespace) -> int:
+    if args.episodes_per_epoch is not None:
+        raise ValueError("--env counts env steps: use --steps-per-epoch, not --episodes-per-epoch")
+    sized = {
+        name: getattr(args, name)
+        for name in ("tasks", "steps_per_epoch", "epochs")
+        if getattr(args, name) is not None
+    }
+    base = envbench.QUICK if args.quick else {}
+    config = envbench.EnvBenchConfig(
+        **{**base, **sized},
+        env=args.env,
+        workers=args.workers,
+        batch=args.batch,
+        min_samples_for_lp=args.min_samples_for_lp,
+        algorithms=args.algorithms or envbench.ALGORITHMS,
+        seed=args.seed,
+    )
+    envbench.require_gymnasium()
+    if args.plot:
+        benchmark.require_matplotlib()
+    result = envbench.run_env_bench(config, _stderr_progress)
+    print(envbench.format_table(result))
+    if args.json:
+        with open(args.json, "w", encoding="utf-8") as f:
+            json.dump(result.to_json(), f, indent=2)
+    if args.plot:
+        envbench.write_plot(result, args.plot)
+    return 0
+
+
+def _stderr_progress(line: str) -> None:
+    print(line, file=sys.stderr, flush=True)
 
 
 def _add_admin_parsers(subparsers: argparse._SubParsersAction) -> None:

@@ -22,7 +22,7 @@ from typing import Any, Callable, SupportsFloat
 
 try:
     import gymnasium
-except ImportError as exc:  # pragma: no cover - exercised without the extra only
+except ImportError as exc:
     raise ImportError("lptrack.gym needs gymnasium: pip install 'lptrack[gym]'") from exc
 
 from .algorithm import CurriculumTask
