@@ -63,7 +63,7 @@ def steady_curriculum(algorithm: str, tasks: int) -> tuple[Curriculum, Simulated
     agent = SimulatedAgent(0)
     run_episodes(curriculum, agent, WARMUP_PER_TASK * tasks)
     if algorithm != "discrete":
-        assert curriculum.stats()["curriculum/tasks_evicted"] > 0, "not in steady state"
+        assert curriculum.stats()["process/tasks_evicted"] > 0, "not in steady state"
     return curriculum, agent
 
 

@@ -54,7 +54,13 @@ class NullStatsLogger(StatsLogger):
 
 
 class CurriculumTask:
-    """One task of the curriculum: an id, its environment config and its running score."""
+    """One task of the curriculum: an id, its environment config and its running score.
+
+    Public, read-only: ``task_id`` (the int to pass back to
+    ``update_task_performance``), ``env_cfg`` (what the task factory or the fixed
+    task list gave) and ``label`` (see ``get_label``).  ``_task_id`` and
+    ``get_env_cfg()`` stay for the original's users.
+    """
 
     # The running score until complete() first sets it on the instance: class
     # defaults make a task cheaper to create (one is made every few episodes).
@@ -66,6 +72,22 @@ class CurriculumTask:
         self._task_id = task_id
         self._env_cfg = env_cfg
         self._slice_values = {} if slice_values is None else slice_values
+
+    @property
+    def task_id(self) -> int:
+        return self._task_id
+
+    @property
+    def env_cfg(self) -> Any:
+        return self._env_cfg
+
+    @property
+    def label(self) -> str:
+        """``get_label()``: the env config's label, "unknown" without one."""
+        return self.get_label()
+
+    def __repr__(self) -> str:
+        return f"CurriculumTask(task_id={self._task_id}, env_cfg={self._env_cfg!r})"
 
     def get_label(self) -> str:
         """``env_cfg.label`` as a str (``env_cfg["label"]`` for mappings); "unknown" when absent or None."""
