@@ -1,8 +1,9 @@
 """lptrack.gym with real vector envs: 4 AsyncVectorEnv workers over CartPole variants share one pool.
 
-Each test is parametrized over fork and spawn.  The pools never evict
-(``min_presentations_for_eviction`` out of reach), so every score a worker
-reports stays in a completion count the main process can add up.
+Each test is parametrized over fork and spawn.  The pools never evict (a fixed
+task set, or a generated pool whose ``min_presentations_for_eviction`` is out of
+reach), so every score a worker reports stays in a completion count that the
+main process reads with ``Curriculum.pool_stats``.
 """
 
 from __future__ import annotations
@@ -16,7 +17,6 @@ import signal
 import subprocess
 import sys
 import textwrap
-import warnings
 from collections import Counter
 from pathlib import Path
 
@@ -49,7 +49,7 @@ def make_task(task_id: int) -> dict:
 
 def apply_task(env, task) -> None:
     cartpole = env.unwrapped
-    cfg = task.get_env_cfg()
+    cfg = task.env_cfg
     cartpole.length = cfg["length"]
     cartpole.polemass_length = cartpole.masspole * cartpole.length
     cartpole.gravity = cfg["gravity"]
@@ -60,18 +60,24 @@ def make_env(make_curriculum) -> CurriculumWrapper:
     return CurriculumWrapper(gymnasium.make("CartPole-v1"), make_curriculum, apply_task, ClippedReturn(0.0, 500.0))
 
 
-def curriculum_factory(session_id: str, pool: int = POOL) -> functools.partial:
-    config = LearningProgressConfig(num_active_tasks=pool, session_id=session_id)
+def curriculum_factory(session_id: str, fixed: bool = False) -> functools.partial:
+    """Curriculum(...) on the session: a fixed set of POOL CartPole variants, or a generated pool."""
+    config = LearningProgressConfig(session_id=session_id)
+    if fixed:
+        return functools.partial(Curriculum, config, tasks=POOL, task_factory=make_task)
     return functools.partial(
-        Curriculum, config, num_active_tasks=pool, task_factory=make_task,
+        Curriculum, config, num_active_tasks=POOL, task_factory=make_task,
         min_presentations_for_eviction=NEVER_EVICT,
     )
 
 
 def pool_counts(curriculum: Curriculum) -> dict[int, int]:
-    """Completion count of every task in the pool, read by this process."""
-    tracker = curriculum.algorithm.task_tracker
-    return {t: tracker.get_task_stats(t)["completion_count"] for t in tracker.get_all_tracked_tasks()}
+    """Completion count of every task in the pool (all processes' scores), by task id."""
+    stats = curriculum.pool_stats(top=POOL)
+    return {
+        int(stats[f"pool/top/{rank}/task_id"]): int(stats[f"pool/top/{rank}/completions"])
+        for rank in range(1, int(stats["pool/tasks"]) + 1)
+    }
 
 
 @pytest.fixture(params=["fork", "spawn"])
@@ -91,10 +97,17 @@ def run_steps(envs, steps: int, ended: Counter) -> None:
 
 
 def close_broken(envs) -> None:
-    """Terminate a vector env whose worker died (gymnasium warns of the pending step)."""
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        envs.close(terminate=True)
+    """SIGTERM the workers of a vector env one of whose workers died (gymnasium's own
+    close would first wait on the dead worker's pipe), then mark it closed."""
+    for process in envs.processes:
+        if process.is_alive():
+            process.terminate()
+    for process in envs.processes:
+        process.join(TIMEOUT)
+        assert process.exitcode is not None, f"worker {process.pid} did not end"
+    for pipe in envs.parent_pipes:
+        pipe.close()
+    envs.closed = True
 
 
 # -- one env, in this process -------------------------------------------------------------------
@@ -112,16 +125,16 @@ def test_wrapper_applies_tasks_and_reports_scores(session_id):
             for episode in range(3):
                 _, info = env.reset(seed=episode)
                 task = env.task
-                assert info["task_id"] == task._task_id
-                assert info["task_label"] == task.get_label() == make_task(task._task_id)["label"]
-                assert env.unwrapped.length == make_task(task._task_id)["length"]
-                assert env.unwrapped.gravity == make_task(task._task_id)["gravity"]
+                assert info["task_id"] == task.task_id
+                assert info["task_label"] == task.label == make_task(task.task_id)["label"]
+                assert env.unwrapped.length == make_task(task.task_id)["length"]
+                assert env.unwrapped.gravity == make_task(task.task_id)["gravity"]
                 steps, done = 0, False
                 while not done:
                     _, _, terminated, truncated, info = env.step(env.action_space.sample())
                     steps += 1
                     done = terminated or truncated
-                assert info["task_id"] == task._task_id and info["task_score"] == 0.25
+                assert info["task_id"] == task.task_id and info["task_score"] == 0.25
                 assert env.task is None
                 assert seen[-1].task is task and seen[-1].length == steps
                 assert seen[-1].episode_return == float(steps)  # CartPole: reward 1 per step
@@ -179,16 +192,15 @@ def test_every_score_reaches_one_shared_pool(session_id, context, capsys):
             # Every ended episode's score is in the pool, under its task, whichever
             # worker ran it; the tasks workers made are the main process's pool.
             assert {t: c for t, c in counts.items() if c} == dict(ended)
+            assert len(counts) == POOL
 
             assert cli.main(["inspect", session_id, "--json"]) == 0
             summary = json.loads(capsys.readouterr().out)
             assert summary["active_tasks"] == len(counts)
             assert sum(entry["completions"] for entry in summary["labels"].values()) == sum(ended.values())
-            by_label = Counter()
-            for task_id, count in counts.items():
-                by_label[make_task(task_id)["label"]] += count
+            stats = pool.pool_stats()
             assert {label: entry["completions"] for label, entry in summary["labels"].items()} == {
-                label: by_label[label] for label in summary["labels"]
+                label: stats[f"pool/label/{label}/completions"] for label in summary["labels"]
             }
             worker_pids = {p.pid for p in envs.processes}
             assert worker_pids | {os.getpid()} <= set(summary["live_pids"])
@@ -200,7 +212,7 @@ def test_every_score_reaches_one_shared_pool(session_id, context, capsys):
 
 
 def test_a_killed_worker_leaves_the_pool_consistent_and_usable(session_id, context):
-    make_curriculum = curriculum_factory(session_id)
+    make_curriculum = curriculum_factory(session_id, fixed=True)
     with make_curriculum() as pool:
         envs = gymnasium.vector.AsyncVectorEnv(
             [functools.partial(make_env, make_curriculum)] * WORKERS, context=context
@@ -218,16 +230,16 @@ def test_a_killed_worker_leaves_the_pool_consistent_and_usable(session_id, conte
             close_broken(envs)  # SIGTERMs the other workers, also mid-step
         seen = sum(ended.values())
         counts = pool_counts(pool)
-        assert 0 < len(counts) <= POOL
+        assert sorted(counts) == list(range(1, POOL + 1))
         # The step in flight ended at most one episode per worker; nothing else is lost or doubled.
         assert seen <= sum(counts.values()) <= seen + WORKERS
         assert all(counts[t] >= c for t, c in ended.items())
 
         # The main process goes on with the pool: its own draws and updates...
         task = pool.get_task()
-        before = pool_counts(pool)[task._task_id]
-        pool.update_task_performance(task._task_id, 0.5)
-        assert pool_counts(pool)[task._task_id] == before + 1
+        before = pool_counts(pool)[task.task_id]
+        pool.update_task_performance(task.task_id, 0.5)
+        assert pool_counts(pool)[task.task_id] == before + 1
         summary = admin.inspect(session_id)
         assert summary["lock_holder_pid"] is None
         # ...and new workers on the same pool, whose every score arrives.
@@ -254,7 +266,7 @@ TRAIN = textwrap.dedent(
     from lptrack.gym import ClippedReturn, CurriculumWrapper
 
     def apply_task(env, task):
-        env.unwrapped.length = task.get_env_cfg()
+        env.unwrapped.length = task.env_cfg
 
     def make_env(make_curriculum):
         return CurriculumWrapper(gymnasium.make("CartPole-v1"), make_curriculum, apply_task, ClippedReturn(0, 500))

@@ -146,7 +146,7 @@ def cartpole_task(task_id: int) -> dict[str, Any]:
 
 def apply_cartpole_task(env: Any, task: Any) -> None:
     cartpole = env.unwrapped
-    cfg = task.get_env_cfg()
+    cfg = task.env_cfg
     cartpole.length = cfg["length"]
     cartpole.polemass_length = cartpole.masspole * cartpole.length
     cartpole.gravity = cfg["gravity"]

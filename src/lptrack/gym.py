@@ -8,7 +8,8 @@ worker process, and each wrapper builds its own ``Curriculum`` lazily, inside
 the worker, from a picklable factory, so the same code runs under
 ``AsyncVectorEnv(context="fork")`` and ``context="spawn"``.  Every worker whose
 factory names the same ``LearningProgressConfig`` (its ``session_id`` is fixed
-when the config is made) shares one pool with the main process.
+when the config is made) shares one pool with the main process, which reads the
+whole pool's statistics with ``Curriculum.pool_stats()``.
 
 Needs the ``gym`` extra (``pip install 'lptrack[gym]'``); ``import lptrack``
 never imports gymnasium.
@@ -89,13 +90,14 @@ class CurriculumWrapper(gymnasium.Wrapper):
             the process that creates a session's segment removes it when it closes.
         apply_task: ``apply_task(env, task)`` reconfigures ``env`` (this wrapper's inner
             env; reach the base env through ``env.unwrapped``) for ``task`` before the
-            env's own reset.  ``task.get_env_cfg()`` is what the curriculum's
-            ``task_factory`` made for it.
+            env's own reset.  ``task.env_cfg`` is the task's env config (what the
+            curriculum's ``task_factory`` made, or the fixed task set's entry).
         score: ``score(episode) -> float`` turns a finished :class:`Episode` into the
             score reported to the curriculum (finite; learning progress expects
             [0, 1]).  Default: :class:`ClippedReturn` with bounds (0, 1).
 
-    ``info`` of every ``reset`` holds ``"task_id"`` and ``"task_label"``; ``info`` of
+    ``info`` of every ``reset`` holds ``"task_id"`` and ``"task_label"`` (``task.task_id``,
+    ``task.label``); ``info`` of
     the step that ends an episode holds them too, with ``"task_score"``.  An episode
     cut short by a ``reset`` before it terminated or was truncated reports no score.
     ``close()`` closes the curriculum (a worker only detaches from the pool) and the env.
@@ -150,7 +152,7 @@ class CurriculumWrapper(gymnasium.Wrapper):
         self._apply_task(self.env, task)
         observation, info = self.env.reset(seed=seed, options=options)
         self._task = task
-        self._task_info = {TASK_ID_KEY: task._task_id, TASK_LABEL_KEY: task.get_label()}
+        self._task_info = {TASK_ID_KEY: task.task_id, TASK_LABEL_KEY: task.label}
         self._return = 0.0
         self._length = 0
         info.update(self._task_info)
@@ -166,8 +168,8 @@ class CurriculumWrapper(gymnasium.Wrapper):
                 Episode(task, float(self._return), self._length, bool(terminated), bool(truncated), info)
             ))
             if not math.isfinite(score):
-                raise ValueError(f"the score function returned {score} for task {task._task_id}: scores must be finite")
-            self._curriculum.update_task_performance(task._task_id, score)
+                raise ValueError(f"the score function returned {score} for task {task.task_id}: scores must be finite")
+            self._curriculum.update_task_performance(task.task_id, score)
             info.update(self._task_info)
             info[TASK_SCORE_KEY] = score
         return observation, reward, terminated, truncated, info
