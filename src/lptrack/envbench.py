@@ -54,7 +54,7 @@ class EnvBenchConfig:
     tasks: int = 1000
     #: Env steps per epoch and algorithm, over all workers.
     steps_per_epoch: int = 20000
-    epochs: int = 6
+    epochs: int = 10
     workers: int = 1
     batch: int = 100
     min_samples_for_lp: int = 3
