@@ -48,6 +48,11 @@ def test_env_bench_reports_steps_and_episodes_per_algorithm_and_epoch(tmp_path: 
     for row in rows:
         assert row["steps"] == 400 and row["episodes"] > 0
         assert row["steps_per_second"] == pytest.approx(row["steps"] / row["seconds"])
+    turns = report["turns"]  # every algorithm's turn in every round, interleaved
+    assert len(turns) == len(envbench.ALGORITHMS) * 2 * envbench.ROUNDS_PER_EPOCH
+    for row in rows:
+        mine = [t for t in turns if (t["algorithm"], t["epoch"]) == (row["algorithm"], row["epoch"])]
+        assert sum(t["steps"] for t in mine) == row["steps"] and sum(t["episodes"] for t in mine) == row["episodes"]
     summary = report["summary"]
     assert set(summary) == set(envbench.ALGORITHMS)
     assert summary["lp-native"]["steps_ratio_vs_discrete"] > 0

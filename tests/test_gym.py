@@ -11,7 +11,6 @@ from __future__ import annotations
 import functools
 import json
 import os
-import random
 import select
 import signal
 import subprocess
@@ -25,6 +24,9 @@ import pytest
 gymnasium = pytest.importorskip("gymnasium")
 
 from lptrack import Curriculum, LearningProgressConfig, admin, cli  # noqa: E402
+# CartPole variants: a task sets the pole's half-length, gravity and push force.
+from lptrack.envbench import apply_cartpole_task as apply_task  # noqa: E402
+from lptrack.envbench import cartpole_task as make_task  # noqa: E402
 from lptrack.gym import ClippedReturn, CurriculumWrapper, Episode  # noqa: E402
 
 WORKERS = 4
@@ -32,28 +34,7 @@ POOL = 8
 #: Every wait of these tests (a vector step, a subprocess) gives up after this long.
 TIMEOUT = 120
 NEVER_EVICT = 10**9
-LABELS = ("short", "long")
-
-
-def make_task(task_id: int) -> dict:
-    """A CartPole variant: pole half-length, gravity and push force drawn from the task id."""
-    rng = random.Random(task_id)
-    length = rng.uniform(0.25, 1.0)
-    return {
-        "length": length,
-        "gravity": rng.uniform(5.0, 15.0),
-        "force_mag": rng.uniform(5.0, 15.0),
-        "label": LABELS[length > 0.6],
-    }
-
-
-def apply_task(env, task) -> None:
-    cartpole = env.unwrapped
-    cfg = task.env_cfg
-    cartpole.length = cfg["length"]
-    cartpole.polemass_length = cartpole.masspole * cartpole.length
-    cartpole.gravity = cfg["gravity"]
-    cartpole.force_mag = cfg["force_mag"]
+LABELS = ("short_pole", "long_pole")
 
 
 def make_env(make_curriculum) -> CurriculumWrapper:
@@ -129,6 +110,7 @@ def test_wrapper_applies_tasks_and_reports_scores(session_id):
                 assert info["task_label"] == task.label == make_task(task.task_id)["label"]
                 assert env.unwrapped.length == make_task(task.task_id)["length"]
                 assert env.unwrapped.gravity == make_task(task.task_id)["gravity"]
+                assert env.unwrapped.force_mag == make_task(task.task_id)["force_mag"]
                 steps, done = 0, False
                 while not done:
                     _, _, terminated, truncated, info = env.step(env.action_space.sample())

@@ -122,7 +122,7 @@ def _cmd_env_bench(args: argparse.Namespace) -> int:
     envbench.require_gymnasium()
     if args.plot:
         benchmark.require_matplotlib()
-    result = envbench.run_env_bench(config, _stderr_progress)
+    result = envbench.run_env_bench(config)
     print(envbench.format_table(result))
     if args.json:
         with open(args.json, "w", encoding="utf-8") as f:
@@ -130,10 +130,6 @@ def _cmd_env_bench(args: argparse.Namespace) -> int:
     if args.plot:
         envbench.write_plot(result, args.plot)
     return 0
-
-
-def _stderr_progress(line: str) -> None:
-    print(line, file=sys.stderr, flush=True)
 
 
 def _add_admin_parsers(subparsers: argparse._SubParsersAction) -> None:

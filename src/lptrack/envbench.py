@@ -18,8 +18,9 @@ Algorithms:
 Every algorithm's envs are built first and stay up; each epoch then runs in
 ``ROUNDS_PER_EPOCH`` rounds, every algorithm taking its turn for a tenth of its
 steps in each round (the order rotating from round to round), so that a drift
-of the host's speed moves them alike and the ratios compare epochs run side by
-side.  Actions are random, drawn before the clock of each turn starts.
+of the host's speed moves them alike; the ratios between algorithms are
+medians over rounds of turns run side by side.  Actions are random, drawn
+before the clock of each turn starts.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ import functools
 import math
 import random
 import statistics
+import sys
 import time
 import uuid
 from dataclasses import asdict, dataclass, field
@@ -90,9 +92,22 @@ class EnvEpochResult:
 
 
 @dataclass
+class EnvTurn:
+    """One algorithm's turn in one round of an epoch."""
+
+    algorithm: str
+    epoch: int
+    round: int
+    steps: int
+    episodes: int
+    seconds: float
+
+
+@dataclass
 class EnvBenchResult:
     config: EnvBenchConfig
     rows: list[EnvEpochResult] = field(default_factory=list)
+    turns: list[EnvTurn] = field(default_factory=list)
 
     def by_algorithm(self) -> dict[str, list[EnvEpochResult]]:
         grouped: dict[str, list[EnvEpochResult]] = {a: [] for a in self.config.algorithms}
@@ -101,9 +116,10 @@ class EnvBenchResult:
         return {a: sorted(rows, key=lambda r: r.epoch) for a, rows in grouped.items() if rows}
 
     def summary(self) -> dict[str, Any]:
-        """Per algorithm: median steps/s and episodes/s, the change from the first to the last
-        epoch; and the median over epochs of each algorithm's steps/s over ``discrete``'s and
-        ``none``'s in the same epoch (epochs run side by side)."""
+        """Per algorithm: median steps/s and episodes/s over epochs, the change from the first
+        to the last epoch; and ``steps_ratio_vs_discrete`` / ``_vs_none``: the median over
+        rounds of the algorithm's steps/s over the baseline's in the same round (turns a
+        fraction of a second apart, so a drift of the host moves both alike)."""
         grouped = self.by_algorithm()
         out: dict[str, Any] = {}
         for algorithm, rows in grouped.items():
@@ -115,20 +131,27 @@ class EnvBenchResult:
                 "last_epoch_steps_per_second": last,
                 "first_to_last_change": (last - first) / first if first > 0 else math.nan,
             }
+        rates: dict[tuple[int, int], dict[str, float]] = {}
+        for turn in self.turns:
+            if turn.seconds > 0:
+                rates.setdefault((turn.epoch, turn.round), {})[turn.algorithm] = turn.steps / turn.seconds
         for baseline in ("discrete", "none"):
-            if baseline not in grouped:
-                continue
-            for algorithm, rows in grouped.items():
-                if algorithm != baseline:
-                    ratios = [r.steps_per_second / b.steps_per_second
-                              for r, b in zip(rows, grouped[baseline]) if b.steps_per_second > 0]
+            for algorithm in out:
+                ratios = [r[algorithm] / r[baseline] for r in rates.values()
+                          if algorithm in r and baseline in r and algorithm != baseline]
+                if ratios:
                     out[algorithm][f"steps_ratio_vs_{baseline}"] = statistics.median(ratios)
         return out
 
     def to_json(self) -> dict[str, Any]:
         config = asdict(self.config)
         config["algorithms"] = list(self.config.algorithms)
-        return {"config": config, "rows": [asdict(r) for r in self.rows], "summary": self.summary()}
+        return {
+            "config": config,
+            "rows": [asdict(r) for r in self.rows],
+            "turns": [asdict(t) for t in self.turns],
+            "summary": self.summary(),
+        }
 
 
 # -- the environments ---------------------------------------------------------------------------
@@ -283,7 +306,11 @@ def require_gymnasium() -> None:
         raise RuntimeError("lptrack bench --env needs gymnasium: pip install 'lptrack[gym]'") from exc
 
 
-def run_env_bench(config: EnvBenchConfig, progress: Callable[[str], None]) -> EnvBenchResult:
+def run_env_bench(config: EnvBenchConfig, progress: Callable[[str], None] | None = None) -> EnvBenchResult:
+    """Run the benchmark; ``progress`` gets a line per algorithm and epoch (default: stderr)."""
+    if progress is None:
+        def progress(line: str) -> None:
+            print(line, file=sys.stderr, flush=True)
     require_gymnasium()
     import gymnasium
 
@@ -311,8 +338,10 @@ def run_env_bench(config: EnvBenchConfig, progress: Callable[[str], None]) -> En
                     runner = runners[algorithm]
                     actions = runner.actions(turn_steps)
                     seconds, episodes = runner.run(actions)
+                    steps = len(actions) * config.workers
+                    result.turns.append(EnvTurn(algorithm, epoch, round_, steps, episodes, seconds))
                     total = totals[algorithm]
-                    total[0] += len(actions) * config.workers
+                    total[0] += steps
                     total[1] += episodes
                     total[2] += seconds
             for algorithm in order:
