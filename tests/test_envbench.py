@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib
+import importlib.util
 import json
 import subprocess
 import sys
@@ -88,3 +89,14 @@ def test_an_unknown_env_is_refused(capsys) -> None:
     pytest.importorskip("gymnasium")
     assert cli.main(["bench", "--env", "NoSuchEnv-v0", "--quick"]) == 2
     assert "unknown gymnasium env 'NoSuchEnv-v0'" in capsys.readouterr().err
+
+
+def test_env_bench_plot_writes_a_png_or_says_what_is_missing(tmp_path: Path, capsys) -> None:
+    pytest.importorskip("gymnasium")
+    png = tmp_path / "env.png"
+    rc = cli.main([*TINY, "--algorithms", "none,discrete", "--plot", str(png)])
+    if importlib.util.find_spec("matplotlib") is None:
+        assert rc == 2 and not png.exists()
+        assert "pip install 'lptrack[plot]'" in capsys.readouterr().err
+    else:
+        assert rc == 0 and png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
