@@ -97,10 +97,10 @@ class CurriculumWrapper(gymnasium.Wrapper):
             [0, 1]).  Default: :class:`ClippedReturn` with bounds (0, 1).
 
     ``info`` of every ``reset`` holds ``"task_id"`` and ``"task_label"`` (``task.task_id``,
-    ``task.label``); ``info`` of
-    the step that ends an episode holds them too, with ``"task_score"``.  An episode
-    cut short by a ``reset`` before it terminated or was truncated reports no score.
-    ``close()`` closes the curriculum (a worker only detaches from the pool) and the env.
+    ``task.label``); ``info`` of the step that ends an episode holds them too, with
+    ``"task_score"``.  An episode cut short by a ``reset`` before it terminated or was
+    truncated reports no score.  ``close()`` closes the curriculum (a worker only
+    detaches from the pool) and the env.
     """
 
     def __init__(
