@@ -20,6 +20,7 @@ from lptrack.curriculum import (
     Curriculum,
     DiscreteRandomCurriculumConfig,
     InactiveLearningProgressWarning,
+    SharedStreamWarning,
     default_min_presentations,
 )
 
@@ -319,7 +320,8 @@ def stream_config(session_id: str) -> LearningProgressConfig:
 
 
 def _creating_worker(source, how: str, seed, queue) -> None:
-    """Play episodes on the session until this process created STREAM_CREATIONS tasks; put their ids."""
+    """Play episodes on the session until this process created STREAM_CREATIONS tasks;
+    put their ids and whether it warned of a shared stream."""
     if how == "config":
         curriculum = Curriculum(source, num_active_tasks=STREAM_POOL, seed=seed)
     elif how == "pickled":
@@ -328,21 +330,24 @@ def _creating_worker(source, how: str, seed, queue) -> None:
         curriculum = source
     created: list[int] = []
     try:
-        for _ in range(STREAM_MAX_EPISODES):
-            if len(created) == STREAM_CREATIONS:
-                break
-            before = curriculum.process_stats()["process/tasks_created"]
-            task = curriculum.get_task()
-            if curriculum.process_stats()["process/tasks_created"] > before:
-                created.append(task.task_id)
-            curriculum.update_task_performance(task.task_id, float(task.task_id % 2))
-        queue.put(created)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            for _ in range(STREAM_MAX_EPISODES):
+                if len(created) == STREAM_CREATIONS:
+                    break
+                before = curriculum.process_stats()["process/tasks_created"]
+                task = curriculum.get_task()
+                if curriculum.process_stats()["process/tasks_created"] > before:
+                    created.append(task.task_id)
+                curriculum.update_task_performance(task.task_id, float(task.task_id % 2))
+        queue.put((created, any(issubclass(w.category, SharedStreamWarning) for w in caught)))
     finally:
         curriculum.close()
 
 
-def created_ids(start_method: str, session_id: str, how: str, seeds) -> list[list[int]]:
-    """The ids each of STREAM_WORKERS processes created on one session (``seeds[i]``: worker i's)."""
+def created_ids(start_method: str, session_id: str, how: str, seeds) -> tuple[list[list[int]], int]:
+    """The ids each of STREAM_WORKERS processes created on one session (``seeds[i]``:
+    worker i's), and how many of them warned of a shared stream."""
     context = multiprocessing.get_context(start_method)
     config = stream_config(session_id)
     owner = Curriculum(config, num_active_tasks=STREAM_POOL, seed=seeds[0])
@@ -358,7 +363,7 @@ def created_ids(start_method: str, session_id: str, how: str, seeds) -> list[lis
         for process in processes:
             process.join(JOIN_TIMEOUT)
         assert [p.exitcode for p in processes] == [0] * len(processes)
-        return results
+        return [ids for ids, _ in results], sum(warned for _, warned in results)
     finally:
         for process in processes:
             if process.is_alive():
@@ -372,23 +377,41 @@ def created_ids(start_method: str, session_id: str, how: str, seeds) -> list[lis
 def test_default_seed_gives_every_process_its_own_stream(start_method: str, how: str, session_id: str) -> None:
     """4 workers, default seed, the curriculum built in each worker from the config or
     pickled from the parent: no id is created twice (ids are 53 random bits)."""
-    per_worker = created_ids(start_method, session_id, how, [None] * STREAM_WORKERS)
+    per_worker, warned = created_ids(start_method, session_id, how, [None] * STREAM_WORKERS)
     total = sum(map(len, per_worker))
+    assert warned == 0
     assert [len(ids) for ids in per_worker] == [STREAM_CREATIONS] * STREAM_WORKERS
     assert len({task_id for ids in per_worker for task_id in ids}) == total
 
 
 @pytest.mark.parametrize("start_method", ["fork", "spawn"])
 def test_copies_of_a_seeded_curriculum_draw_their_own_streams(start_method: str, session_id: str) -> None:
-    per_worker = created_ids(start_method, session_id, "pickled", [7] * STREAM_WORKERS)
+    per_worker, warned = created_ids(start_method, session_id, "pickled", [7] * STREAM_WORKERS)
+    assert warned == 0
     assert len({task_id for ids in per_worker for task_id in ids}) == sum(map(len, per_worker))
 
 
 def test_curricula_built_with_one_seed_replay_one_stream(session_id: str) -> None:
-    """What the docs warn of: an explicit seed is the whole stream of the process that builds it."""
-    per_worker = created_ids("fork", session_id, "config", [7] * STREAM_WORKERS)
+    """What the docs warn of: an explicit seed is the whole stream of the process that
+    builds it; processes that create an id already in the pool say so."""
+    per_worker, warned = created_ids("fork", session_id, "config", [7] * STREAM_WORKERS)
     distinct = len({task_id for ids in per_worker for task_id in ids})
     assert distinct < sum(map(len, per_worker))  # processes created the same ids
+    assert warned > 0
+
+
+def test_a_replayed_stream_warns_once(session_id: str) -> None:
+    config = LearningProgressConfig(use_shared_memory=True, session_id=session_id)
+    with Curriculum(config, num_active_tasks=8, seed=3) as first:
+        play(first, 8)  # fills the pool
+        with Curriculum(config, num_active_tasks=8, seed=3) as second:
+            first.algorithm.on_task_evicted(first.get_task().task_id)  # room for one
+            with pytest.warns(SharedStreamWarning, match="same random stream"):
+                second.get_task()  # draws the first id of seed 3's stream again
+            first.algorithm.on_task_evicted(first.get_task().task_id)
+            with warnings.catch_warnings():
+                warnings.simplefilter("error")
+                second.get_task()
 
 
 def test_an_explicit_seed_is_random_Random_of_it() -> None:

@@ -45,10 +45,10 @@ class BenchConfig:
     epochs: int = 5
     workers: int = 1
     batch: int = 100
-    #: Below the curriculum's 5 presentations for eviction, so that tasks are scored
-    #: by learning progress before they can be evicted (with the config default of
-    #: 10, no task lives long enough to be scored and LP degenerates to uniform).
-    min_samples_for_lp: int = 3
+    #: LearningProgressConfig's default; the Curriculum's default then lets a task be
+    #: evicted from its 20th presentation (twice this), so learning progress scores
+    #: tasks before they may be evicted, as a user gets it.
+    min_samples_for_lp: int = 10
     algorithms: tuple[str, ...] = ALGORITHMS
     seed: int = 0
 
@@ -385,7 +385,7 @@ def _scaling_worker(session_id: str, worker: int, tasks: int, episodes: int, rou
     )
     agent = SimulatedAgent(worker)
     try:
-        run_episodes(curriculum, agent, 10 * tasks)  # full pool, churning
+        run_episodes(curriculum, agent, 30 * tasks)  # full pool, churning (evictions from 20 presentations)
         for round_ in range(rounds):
             for phase, members in (("solo", (0,)), ("shared", (0, 1)), ("independent", (0, 2))):
                 barrier.wait(BARRIER_TIMEOUT_S)

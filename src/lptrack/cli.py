@@ -50,8 +50,8 @@ def _add_bench_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--batch", type=_positive_int, default=defaults.batch,
                    help="perf_invalidation_batch_size of lp-native (default %(default)s)")
     p.add_argument("--min-samples-for-lp", type=_positive_int, default=defaults.min_samples_for_lp,
-                   help="LP configs' min_samples_for_lp (default %(default)s: below the 5 presentations "
-                        "a task gets before it may be evicted, so LP is really computed)")
+                   help="LP configs' min_samples_for_lp (default %(default)s, the config's; the "
+                        "curriculum may evict a task from twice that many presentations)")
     p.add_argument("--algorithms", type=_algorithm_list, default=None,
                    help=f"comma list of {','.join(benchmark.ALGORITHMS)} (default: all), "
                         "and none with --env")

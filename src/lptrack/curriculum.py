@@ -45,8 +45,15 @@ LP_EVICTION_FACTOR = 2
 #: min_presentations_for_eviction of a generated pool under the uniform baseline
 #: (which never evicts: kept for the original's default).
 DEFAULT_MIN_PRESENTATIONS = 5
+#: A generated pool's size when num_active_tasks is not given.
+DEFAULT_POOL_SIZE = 1000
 #: How many top tasks ``Curriculum.stats`` lists.
 DEFAULT_TOP_TASKS = 5
+
+
+class SharedStreamWarning(UserWarning):
+    """A curriculum drew a task id already in its pool: another process draws the same
+    random stream (built with the same explicit seed, or restored from one checkpoint)."""
 
 
 class InactiveLearningProgressWarning(UserWarning):
@@ -270,31 +277,10 @@ class Curriculum:
                 "algorithm_config must be a LearningProgressConfig, a "
                 f"DiscreteRandomCurriculumConfig or None, got {type(algorithm_config).__name__}"
             )
-        factory = task_factory if task_factory is not None else _DefaultEnvConfig
         fixed_tasks = None if tasks is None else _fixed_task_set(tasks, task_factory)
-        if fixed_tasks is not None:
-            if num_active_tasks is not None and num_active_tasks != len(fixed_tasks):
-                raise ValueError(
-                    f"num_active_tasks={num_active_tasks!r} but the fixed task set has {len(fixed_tasks)} tasks "
-                    "(leave num_active_tasks unset)"
-                )
-            if min_presentations_for_eviction is not None:
-                raise ValueError("a fixed task set never evicts: leave min_presentations_for_eviction unset")
-            num_active_tasks = len(fixed_tasks)
-        elif num_active_tasks is None:
-            num_active_tasks = 1000
-        if isinstance(num_active_tasks, bool) or not isinstance(num_active_tasks, int):
-            raise TypeError(f"num_active_tasks must be an int, got {num_active_tasks!r}")
-        if num_active_tasks <= 0:
-            raise ValueError(f"num_active_tasks must be > 0, got {num_active_tasks}")
-        if min_presentations_for_eviction is None:
-            min_presentations_for_eviction = default_min_presentations(algorithm_config)
-        elif isinstance(min_presentations_for_eviction, bool) or not isinstance(min_presentations_for_eviction, int):
-            raise TypeError(f"min_presentations_for_eviction must be an int, got {min_presentations_for_eviction!r}")
-        elif min_presentations_for_eviction < 0:
-            raise ValueError(
-                f"min_presentations_for_eviction must be >= 0, got {min_presentations_for_eviction}"
-            )
+        num_active_tasks, min_presentations_for_eviction = _pool_size_and_eviction(
+            fixed_tasks, num_active_tasks, min_presentations_for_eviction, algorithm_config
+        )
         if isinstance(algorithm_config, LearningProgressConfig):
             if algorithm_config.num_active_tasks != num_active_tasks:
                 algorithm_config = algorithm_config.model_copy(
@@ -307,7 +293,7 @@ class Curriculum:
         #: None for a fixed task set (it never evicts).
         self.min_presentations_for_eviction = None if fixed_tasks is not None else min_presentations_for_eviction
         self.seed = seed
-        self._task_factory = factory
+        self._task_factory = task_factory if task_factory is not None else _DefaultEnvConfig
         self._fixed = fixed_tasks is not None
         # What get_task passes to the algorithm's choice: a fixed set's tasks are never evictable.
         self._min_presentations = float("inf") if self._fixed else float(min_presentations_for_eviction)
@@ -324,7 +310,7 @@ class Curriculum:
         self._episodes = 0
         self._created = 0
         self._evicted = 0
-        self._own_stream = True
+        self._stream_warned = False
         self._rng = _new_stream(seed, own=True)
         self._bind()
         if fixed_tasks is not None:
@@ -344,9 +330,8 @@ class Curriculum:
 
     @property
     def tasks(self) -> list[CurriculumTask]:
-        """A fixed set's tasks in their order (for a generated pool: the tasks this
-        process holds objects of, which need not be the whole pool)."""
-        return list(self._tasks.values())
+        """A fixed set's tasks, in their order ([] for a generated pool)."""
+        return list(self._tasks.values()) if self._fixed else []
 
     def get_task(self) -> CurriculumTask:
         """The task for the next episode."""
@@ -503,14 +488,12 @@ class Curriculum:
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.__dict__.update(state)
-        self._own_stream = False
         self._rng = _new_stream(self.seed, own=False)
         self._bind()
         _LIVE_CURRICULA.add(self)
 
     def _after_fork(self) -> None:
         """In a forked child: a stream of its own (the parent's would be replayed)."""
-        self._own_stream = False
         self._rng = _new_stream(self.seed, own=False)
         self._bind()
 
@@ -542,6 +525,8 @@ class Curriculum:
             # Ids are 53 random bits; meeting a tracked one (about pool / 2**53 a creation)
             # re-creates that task (add_pool_task) and hands it out again.
             task_id = self._rng.getrandbits(TASK_ID_BITS) or 1  # in [1, 2**53)
+            if not self._stream_warned and self._algorithm.is_tracked(task_id):
+                self._warn_shared_stream(task_id)
             task = CurriculumTask(task_id, self._task_factory(task_id))
             slot = self._algorithm.add_pool_task(task, sampled=True)
             if slot >= 0:
@@ -555,6 +540,19 @@ class Curriculum:
                 return self._adopt(choice) if task is None else task
         raise RuntimeError(
             f"no task after {_MAX_CHOICES} tries: other processes keep filling the pool's free slots"
+        )
+
+    def _warn_shared_stream(self, task_id: int) -> None:
+        """Once per curriculum: a new id met a tracked one, which 53 random bits all but
+        never do unless another process drew the same stream."""
+        self._stream_warned = True
+        warnings.warn(
+            f"task id {task_id} drawn for a new task is already in the pool: another process "
+            "draws the same random stream and replays its tasks (curricula built with one "
+            "explicit seed, or restored from one checkpoint). Give each process its own seed, "
+            "or seed=None.",
+            SharedStreamWarning,
+            stacklevel=4,
         )
 
     def _refill_fixed(self) -> CurriculumTask:
@@ -589,6 +587,38 @@ class Curriculum:
                 self._tasks.pop(previous, None)
             slot_tasks[slot] = task_id
         self._tasks[task_id] = task
+
+
+def _pool_size_and_eviction(
+    fixed_tasks: list[CurriculumTask] | None,
+    num_active_tasks: object,
+    min_presentations: object,
+    algorithm_config: LearningProgressConfig | DiscreteRandomCurriculumConfig,
+) -> tuple[int, int]:
+    """The checked pool size and min_presentations_for_eviction of a Curriculum (the
+    latter is unused by a fixed set, which never evicts)."""
+    if fixed_tasks is not None:
+        if num_active_tasks is not None and num_active_tasks != len(fixed_tasks):
+            raise ValueError(
+                f"num_active_tasks={num_active_tasks!r} but the fixed task set has {len(fixed_tasks)} tasks "
+                "(leave num_active_tasks unset)"
+            )
+        if min_presentations is not None:
+            raise ValueError("a fixed task set never evicts: leave min_presentations_for_eviction unset")
+        num_active_tasks = len(fixed_tasks)
+    elif num_active_tasks is None:
+        num_active_tasks = DEFAULT_POOL_SIZE
+    if isinstance(num_active_tasks, bool) or not isinstance(num_active_tasks, int):
+        raise TypeError(f"num_active_tasks must be an int, got {num_active_tasks!r}")
+    if num_active_tasks <= 0:
+        raise ValueError(f"num_active_tasks must be > 0, got {num_active_tasks}")
+    if min_presentations is None:
+        return num_active_tasks, default_min_presentations(algorithm_config)
+    if isinstance(min_presentations, bool) or not isinstance(min_presentations, int):
+        raise TypeError(f"min_presentations_for_eviction must be an int, got {min_presentations!r}")
+    if min_presentations < 0:
+        raise ValueError(f"min_presentations_for_eviction must be >= 0, got {min_presentations}")
+    return num_active_tasks, min_presentations
 
 
 def default_min_presentations(algorithm_config: LearningProgressConfig | DiscreteRandomCurriculumConfig) -> int:
