@@ -348,14 +348,22 @@ def _creating_worker(source, how: str, seed, queue) -> None:
 def created_ids(start_method: str, session_id: str, how: str, seeds) -> tuple[list[list[int]], int]:
     """The ids each of STREAM_WORKERS processes created on one session (``seeds[i]``:
     worker i's), and how many of them warned of a shared stream."""
-    context = multiprocessing.get_context(start_method)
     config = stream_config(session_id)
     owner = Curriculum(config, num_active_tasks=STREAM_POOL, seed=seeds[0])
     source = {"config": config, "pickled": pickle.dumps(owner), "object": owner}[how]
+    try:
+        results = run_workers(start_method, _creating_worker, [(source, how, seed) for seed in seeds])
+    finally:
+        owner.close()
+    return [ids for ids, _ in results], sum(warned for _, warned in results)
+
+
+def run_workers(start_method: str, target, arguments: list[tuple]) -> list:
+    """One process per argument tuple, ``target(*args, queue)``; the one result each puts,
+    after every process exited with 0 (any still running at the end is killed)."""
+    context = multiprocessing.get_context(start_method)
     queue = context.Queue()
-    processes = [
-        context.Process(target=_creating_worker, args=(source, how, seed, queue)) for seed in seeds
-    ]
+    processes = [context.Process(target=target, args=(*args, queue)) for args in arguments]
     try:
         for process in processes:
             process.start()
@@ -363,13 +371,12 @@ def created_ids(start_method: str, session_id: str, how: str, seeds) -> tuple[li
         for process in processes:
             process.join(JOIN_TIMEOUT)
         assert [p.exitcode for p in processes] == [0] * len(processes)
-        return [ids for ids, _ in results], sum(warned for _, warned in results)
+        return results
     finally:
         for process in processes:
             if process.is_alive():
                 process.kill()
                 process.join()
-        owner.close()
 
 
 @pytest.mark.parametrize("how", ["config", "pickled", "object"])
@@ -393,11 +400,11 @@ def test_copies_of_a_seeded_curriculum_draw_their_own_streams(start_method: str,
 
 def test_curricula_built_with_one_seed_replay_one_stream(session_id: str) -> None:
     """What the docs warn of: an explicit seed is the whole stream of the process that
-    builds it; processes that create an id already in the pool say so."""
-    per_worker, warned = created_ids("fork", session_id, "config", [7] * STREAM_WORKERS)
+    builds it.  (Whether a process also warns depends on the timing: the id it draws
+    again may have been evicted already; test_a_replayed_stream_warns_once checks that.)"""
+    per_worker, _ = created_ids("fork", session_id, "config", [7] * STREAM_WORKERS)
     distinct = len({task_id for ids in per_worker for task_id in ids})
     assert distinct < sum(map(len, per_worker))  # processes created the same ids
-    assert warned > 0
 
 
 def test_a_replayed_stream_warns_once(session_id: str) -> None:
@@ -538,20 +545,12 @@ FIXED_TASKS = [{"label": "solved"}, {"label": "unsolved"}] * 6
 def test_fixed_task_set_across_processes(start_method: str, how: str, session_id: str) -> None:
     """Workers join the creator's fixed set (same ids, no task added or evicted), and the
     pool-wide stats in the creator count every worker's episodes."""
-    context = multiprocessing.get_context(start_method)
     config = LearningProgressConfig(use_shared_memory=True, session_id=session_id, min_samples_for_lp=3)
     owner = Curriculum(config, tasks=FIXED_TASKS)
     source = config if how == "config" else pickle.dumps(owner)
     episodes = 200
-    queue = context.Queue()
-    processes = [context.Process(target=_fixed_worker, args=(source, how, episodes, queue)) for _ in range(3)]
     try:
-        for process in processes:
-            process.start()
-        results = [queue.get(timeout=JOIN_TIMEOUT) for _ in processes]
-        for process in processes:
-            process.join(JOIN_TIMEOUT)
-        assert [p.exitcode for p in processes] == [0, 0, 0]
+        results = run_workers(start_method, _fixed_worker, [(source, how, episodes)] * 3)
         expected_labels = {task.task_id: task.label for task in owner.tasks}
         for labels, process_stats in results:
             assert labels.items() <= expected_labels.items()  # one id, one task, in every process
@@ -564,11 +563,10 @@ def test_fixed_task_set_across_processes(start_method: str, how: str, session_id
         assert stats["pool/label/solved/tasks"] == stats["pool/label/unsolved/tasks"] == 6.0
         assert stats["pool/label/solved/completions"] + stats["pool/label/unsolved/completions"] == 3 * episodes
         assert stats["pool/mean_score"] == pytest.approx(stats["pool/label/solved/completions"] / (3 * episodes))
+        # The workers' close() left the segment to its creator: a late joiner finds the pool.
+        with Curriculum(config, tasks=FIXED_TASKS) as late:
+            assert late.pool_stats()["pool/completions"] == 3 * episodes
     finally:
-        for process in processes:
-            if process.is_alive():
-                process.kill()
-                process.join()
         owner.close()
 
 
@@ -633,7 +631,7 @@ def kind_factory(task_id: int) -> dict[str, str]:
 def test_learning_progress_is_active_with_the_defaults_on_a_generated_pool(seed: int) -> None:
     """A generated pool of 30 (about a third of each kind).  Measured (seeds 0-7): with the
     Curriculum's default min_presentations_for_eviction (20) learnable tasks get 0.809-0.938
-    of the episodes; evicted after 5 presentations, as before, 0.304-0.45: uniform."""
+    of the episodes; evicted after 5 presentations, as before, 0.304-0.340: uniform."""
     config = LearningProgressConfig(use_shared_memory=False)
     with Curriculum(config, num_active_tasks=30, task_factory=kind_factory, seed=seed) as curriculum:
         assert curriculum.min_presentations_for_eviction == 20

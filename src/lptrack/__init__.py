@@ -9,7 +9,12 @@ from __future__ import annotations
 
 from lptrack.algorithm import CurriculumTask, LearningProgressAlgorithm, NullStatsLogger, StatsLogger
 from lptrack.config import LearningProgressConfig
-from lptrack.curriculum import Curriculum, DiscreteRandomCurriculumConfig
+from lptrack.curriculum import (
+    Curriculum,
+    DiscreteRandomCurriculumConfig,
+    InactiveLearningProgressWarning,
+    SharedStreamWarning,
+)
 from lptrack.scorers import BasicLPScorer, BidirectionalLPScorer, LPScorer, LPScorerStats
 from lptrack.tracker import (
     LocalMemoryBackend,
@@ -29,6 +34,7 @@ __all__ = [
     "Curriculum",
     "CurriculumTask",
     "DiscreteRandomCurriculumConfig",
+    "InactiveLearningProgressWarning",
     "LPScorer",
     "LPScorerStats",
     "LearningProgressAlgorithm",
@@ -36,6 +42,7 @@ __all__ = [
     "LocalMemoryBackend",
     "NullStatsLogger",
     "SharedMemoryBackend",
+    "SharedStreamWarning",
     "StatsLogger",
     "TaskMemoryBackend",
     "TaskState",

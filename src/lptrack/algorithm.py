@@ -86,9 +86,6 @@ class CurriculumTask:
         """``get_label()``: the env config's label, "unknown" without one."""
         return self.get_label()
 
-    def __repr__(self) -> str:
-        return f"CurriculumTask(task_id={self._task_id}, env_cfg={self._env_cfg!r})"
-
     def get_label(self) -> str:
         """``env_cfg.label`` as a str (``env_cfg["label"]`` for mappings); "unknown" when absent or None."""
         label = getattr(self._env_cfg, "label", None)

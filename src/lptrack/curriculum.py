@@ -341,6 +341,34 @@ class Curriculum:
         task = self._tasks.get(choice)
         return self._adopt(choice) if task is None else task
 
+    def _replace(self, choice: int) -> CurriculumTask:
+        """A new task in the slot the algorithm freed by evicting ``-choice`` (0: a slot was free)."""
+        if self._fixed:
+            return self._refill_fixed()
+        for _ in range(_MAX_CHOICES):
+            if choice < 0:
+                self._tasks.pop(-choice, None)
+                self._evicted += 1
+            # Ids are 53 random bits; meeting a tracked one (about pool / 2**53 a creation)
+            # re-creates that task (add_pool_task) and hands it out again.
+            task_id = self._rng.getrandbits(TASK_ID_BITS) or 1  # in [1, 2**53)
+            if not self._stream_warned and self._algorithm.is_tracked(task_id):
+                self._warn_shared_stream(task_id)
+            task = CurriculumTask(task_id, self._task_factory(task_id))
+            slot = self._algorithm.add_pool_task(task, sampled=True)
+            if slot >= 0:
+                self._cache(task, slot)
+                self._created += 1
+                return task
+            # Another process of the session took the free slot first.
+            choice = self._choose_pool_task(self._random(), self._min_presentations)
+            if choice > 0:
+                task = self._tasks.get(choice)
+                return self._adopt(choice) if task is None else task
+        raise RuntimeError(
+            f"no task after {_MAX_CHOICES} tries: other processes keep filling the pool's free slots"
+        )
+
     def update_task_performance(self, task_id: int, score: float) -> None:
         """Report the score of a finished episode of ``task_id`` (``task.task_id``)."""
         self._update_algorithm(task_id, score)
@@ -397,7 +425,7 @@ class Curriculum:
         else:
             totals = algorithm.task_tracker.get_global_stats()
             stats["process/mean_score"] = float(totals["mean_score"])
-            stats["process/late_updates"] = float(algorithm.stats().get("late_updates", 0.0))
+            stats["process/late_updates"] = float(algorithm.get_base_stats()["late_updates"])
         return stats
 
     def _uniform_pool_stats(self) -> dict[str, float]:
@@ -513,34 +541,6 @@ class Curriculum:
                     "the session's pool holds tasks that are not in this fixed task set: "
                     "every process of a session must be given the same tasks"
                 )
-
-    def _replace(self, choice: int) -> CurriculumTask:
-        """A new task in the slot the algorithm freed by evicting ``-choice`` (0: a slot was free)."""
-        if self._fixed:
-            return self._refill_fixed()
-        for _ in range(_MAX_CHOICES):
-            if choice < 0:
-                self._tasks.pop(-choice, None)
-                self._evicted += 1
-            # Ids are 53 random bits; meeting a tracked one (about pool / 2**53 a creation)
-            # re-creates that task (add_pool_task) and hands it out again.
-            task_id = self._rng.getrandbits(TASK_ID_BITS) or 1  # in [1, 2**53)
-            if not self._stream_warned and self._algorithm.is_tracked(task_id):
-                self._warn_shared_stream(task_id)
-            task = CurriculumTask(task_id, self._task_factory(task_id))
-            slot = self._algorithm.add_pool_task(task, sampled=True)
-            if slot >= 0:
-                self._cache(task, slot)
-                self._created += 1
-                return task
-            # Another process of the session took the free slot first.
-            choice = self._choose_pool_task(self._random(), self._min_presentations)
-            if choice > 0:
-                task = self._tasks.get(choice)
-                return self._adopt(choice) if task is None else task
-        raise RuntimeError(
-            f"no task after {_MAX_CHOICES} tries: other processes keep filling the pool's free slots"
-        )
 
     def _warn_shared_stream(self, task_id: int) -> None:
         """Once per curriculum: a new id met a tracked one, which 53 random bits all but
@@ -667,8 +667,6 @@ def _fixed_task_set(tasks: Any, task_factory: Callable[[int], Any] | None) -> li
         raise ValueError("task_factory makes the env configs of a count of tasks; tasks= already gives them")
     if isinstance(tasks, Mapping):
         pairs = [(check_task_id(task_id), env_cfg) for task_id, env_cfg in tasks.items()]
-        if len({task_id for task_id, _ in pairs}) != len(pairs):
-            raise ValueError("the task ids of a fixed task set must be distinct")
     elif isinstance(tasks, Sequence) and not isinstance(tasks, (str, bytes)):
         pairs = list(enumerate(tasks, start=1))
     else:
