@@ -4,6 +4,7 @@
 #include <math.h>
 #include <string.h>
 
+#include "lpt_crash.h"
 #include "lpt_status.h"
 
 
@@ -163,33 +164,50 @@ void lpt_sampler_rebuild_locked(lpt_segment *seg)
     evict_tree_build(seg);
 }
 
-void lpt_sampler_store_lp_scores_locked(lpt_segment *seg, const double *lp_scores)
+/* Both trees' inner nodes above the leaves of slots [first, end): one level
+ * at a time, each covering the parents of the one below, up to the root. */
+static void trees_rebuild_range(lpt_segment *seg, int64_t first, int64_t end)
+{
+    double *tree = seg->tree;
+    int64_t *evict_tree = seg->evict_tree;
+    int64_t lo = (seg->evict_leaves + first) >> 1, hi = (seg->evict_leaves + end - 1) >> 1;
+    for (; lo >= 1; lo >>= 1, hi >>= 1)
+        for (int64_t i = lo; i <= hi; i++) {
+            tree[i] = tree[2 * i] + tree[2 * i + 1];
+            evict_tree[i] = better(seg, evict_tree[2 * i], evict_tree[2 * i + 1]);
+        }
+}
+
+void lpt_sampler_store_lp_scores_locked(lpt_segment *seg, const double *slot_lp,
+                                        const double *slot_id, int64_t first, int64_t end)
 {
     lpt_header *h = seg->header;
-    const int64_t n = (int64_t)atomic_load_explicit(&h->n_active, memory_order_relaxed);
-    const int64_t *active = seg->active;
     const int64_t leaves = seg->evict_leaves;
     const int weights_move = h->score_mode == LPT_SCORE_BIDIRECTIONAL;
-    for (int64_t i = 0; i < n; i++) {
-        if (i + LPT_ROW_PREFETCH < n)
-            __builtin_prefetch(lpt_row(seg, active[i + LPT_ROW_PREFETCH]) + LPT_COL_LP_SCORE, 1);
-        const int64_t slot = active[i];
+    if (first >= end)
+        return;
+    for (int64_t slot = first; slot < end; slot++) {
+        if (slot_id[slot] == 0.0)
+            continue;
         double *row = lpt_row(seg, slot);
-        row[LPT_COL_LP_SCORE] = lp_scores[i];
+        if (row[LPT_COL_TASK_ID] != slot_id[slot])
+            continue; /* another task since the pass read it: it keeps its own score */
+        const double lp = slot_lp[slot];
+        row[LPT_COL_LP_SCORE] = lp;
+        LPT_CRASH_POINT();
         if (!weights_move || !seg->mature[slot])
             continue;
         /* row_score and evict_key of a mature (so active) row, written out:
          * calling them (active checks, score-mode branches) made the pass 12%
          * slower at 1k and at 100k tasks. */
         const double count = row[LPT_COL_COMPLETION_COUNT];
-        const double weight = count > 0.0 ? lp_scores[i] : 0.0;
+        const double weight = count > 0.0 ? lp : 0.0;
         seg->weights[slot] = weight;
         seg->tree[leaves + slot] = draw_weight(weight);
         if (count >= h->evict_min_presentations)
             evict_leaf_set(seg, slot, weight);
     }
-    sum_tree_build(seg);
-    evict_tree_build(seg);
+    trees_rebuild_range(seg, first, end);
 }
 
 static inline int same_bits(double a, double b)
@@ -263,7 +281,9 @@ int64_t lpt_scores_locked(const lpt_segment *seg, const int64_t *ids, int64_t n,
 
 int lpt_any_mature_locked(const lpt_segment *seg, const int64_t *ids, int64_t n)
 {
-    if (ids == NULL)
+    /* No mature task in the pool: none among the ids either, without n lookups
+     * (a pool whose tasks are evicted before maturing asks this every call). */
+    if (ids == NULL || seg->header->n_mature == 0)
         return seg->header->n_mature > 0;
     for (int64_t i = 0; i < n; i++) {
         const int64_t slot = lpt_find_locked(seg, ids[i]);
@@ -393,6 +413,17 @@ static int64_t threshold_rank(int64_t n, double percentile)
         return 0;
     const int64_t rank = (int64_t)((double)n * percentile);
     return rank >= n ? n - 1 : rank;
+}
+
+double lpt_percentile(double *v, int64_t n, double percentile)
+{
+    return n > 0 ? select_kth(v, n, threshold_rank(n, percentile)) : NAN;
+}
+
+void lpt_sampler_store_threshold_locked(lpt_segment *seg, double percentile, double threshold)
+{
+    seg->header->evict_percentile = percentile;
+    seg->header->evict_threshold = threshold;
 }
 
 /* Fibonacci hashing into a power-of-two set of ids (0 marks an empty cell). */

@@ -49,12 +49,21 @@ int lpt_sampler_configure_locked(lpt_segment *seg, uint32_t mode, double explora
 /* Recompute every slot's weight and the tree from the rows: O(capacity). */
 void lpt_sampler_rebuild_locked(lpt_segment *seg);
 
-/* The distribution pass's write-back: store lp_scores[i] as the lp_score of
- * the task at active position i, for every position, and bring the sampler up
- * to date (a pass changes nothing else, so only mature tasks' weights move):
- * one visit to each active row, in slot order, then both trees' inner nodes,
- * O(capacity). */
-void lpt_sampler_store_lp_scores_locked(lpt_segment *seg, const double *lp_scores);
+/* The distribution pass's write-back for slots [first, end): store
+ * slot_lp[slot] as the lp_score of each slot whose row still holds task
+ * slot_id[slot] (0.0: none), bring its sampling weight up to date (a pass
+ * changes nothing else, so only mature tasks' weights move), then both trees'
+ * inner nodes above the range: O(end - first + log capacity). */
+void lpt_sampler_store_lp_scores_locked(lpt_segment *seg, const double *slot_lp,
+                                        const double *slot_id, int64_t first, int64_t end);
+
+/* The k-th smallest of v[0..n) for recommend_eviction's percentile rank k
+ * (v has room for 2n doubles; its contents are lost); NaN when n is 0. */
+double lpt_percentile(double *v, int64_t n, double percentile);
+
+/* Store an eviction threshold computed without the lock (lpt_pass_threshold)
+ * for `percentile`. */
+void lpt_sampler_store_threshold_locked(lpt_segment *seg, double percentile, double threshold);
 
 /* The row of `slot` changed (or the slot was claimed or freed): O(log capacity). */
 void lpt_sampler_refresh_locked(lpt_segment *seg, int64_t slot);

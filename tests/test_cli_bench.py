@@ -79,3 +79,34 @@ def test_console_script_and_module_agree() -> None:
     )
     assert result.returncode == 0, result.stderr
     assert result.stdout.startswith("episodes per second")
+
+
+@pytest.mark.parametrize("workers", ["1", "2"])
+def test_bench_warms_the_pool_and_reports_call_latency(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], workers: str
+) -> None:
+    out = tmp_path / "latency.json"
+    rc = cli.main([*TINY, "--algorithms", "discrete,lp-native", "--warm", "3", "--latency",
+                   "--batch-fraction", "0.5", "--workers", workers, "--json", str(out)])
+    assert rc == 0
+    printed = capsys.readouterr().out
+    assert "per-call latency" in printed and "longest lock wait" in printed
+    report = json.loads(out.read_text())
+    assert report["config"]["warm"] == 3 and report["config"]["batch_fraction"] == 0.5
+    for algorithm in ("discrete", "lp-native"):
+        latency = report["latency"][algorithm]
+        for call in ("get_task", "update"):
+            summary = latency[call]
+            assert summary["calls"] == 2 * 60  # every call of every worker, both epochs
+            assert 0 < summary["p50_us"] <= summary["p99_us"] <= summary["max_us"]
+        if algorithm == "discrete":  # no shared table, no lock
+            assert latency["longest_lock_wait_us"] is None
+        else:
+            assert latency["longest_lock_wait_us"] >= 0 and latency["longest_pass_hold_us"] >= 0
+
+
+@pytest.mark.parametrize("args", [["--warm", "-1"], ["--batch-fraction", "1.5"]])
+def test_bench_refuses_bad_steady_state_options(args: list[str], capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        cli.main(["bench", *args])
+    assert exit_info.value.code == 2

@@ -19,7 +19,8 @@ DEFAULTS = {
     "basic_ema_alpha_decay": 0.2, "min_samples_for_lp": 10, "task_tracker_ema_alpha": 0.02,
     "task_default_success_threshold": 0.5, "task_default_generator_type": 0.0, "task_struct_size": 18,
     "use_shared_memory": True, "performance_mode": False, "show_curriculum_troubleshooting_logging": False,
-    "perf_invalidation_batch_size": 100, "perf_cache_task_list": True, "perf_log_metrics": False,
+    "perf_invalidation_batch_size": 100, "perf_invalidation_batch_fraction": 0.05, "perf_cache_task_list": True,
+    "perf_log_metrics": False,
     "engine": "native",
 }
 
@@ -112,6 +113,8 @@ def test_ints_are_accepted_for_floats() -> None:
         ("initial_weights", [1.0, -1.0], ValueError),
         ("session_id", "", ValueError),
         ("engine", "rust", ValueError),
+        ("perf_invalidation_batch_fraction", -0.1, ValueError),
+        ("perf_invalidation_batch_fraction", 1.5, ValueError),
     ],
 )
 def test_invalid_values_are_refused_everywhere(field: str, value: object, error: type) -> None:
@@ -137,3 +140,24 @@ def test_boundary_values_are_accepted() -> None:
         use_shared_memory=False,
     )
     assert config.perf_invalidation_batch_size == 1 and config.engine == "python"
+
+
+def test_a_batch_fraction_grows_the_batch_with_the_pool() -> None:
+    config = LearningProgressConfig(use_shared_memory=False, perf_invalidation_batch_fraction=0.01)
+    assert [config.invalidation_batch_size(n) for n in (1_000, 10_000, 100_001)] == [100, 100, 1_001]
+    assert LearningProgressConfig(
+        use_shared_memory=False, perf_invalidation_batch_fraction=0.0
+    ).invalidation_batch_size(10**6) == 100
+    algorithm = LearningProgressConfig(
+        use_shared_memory=False, num_active_tasks=5_000, perf_invalidation_batch_fraction=0.1
+    ).create(5_000, None)
+    assert algorithm.scorer.batch.size == 500
+
+
+def test_the_default_batch_grows_past_2000_tasks_and_batch_1_stays_exact() -> None:
+    """Default fraction 0.05: a batch of 100 up to 2,000 tasks, then 5% of the pool;
+    a batch size of 1 (the golden traces' setting) is a pass after every event at any size."""
+    config = LearningProgressConfig(use_shared_memory=False)
+    assert [config.invalidation_batch_size(n) for n in (1_000, 2_000, 10_000, 100_000)] == [100, 100, 500, 5_000]
+    exact = LearningProgressConfig(use_shared_memory=False, perf_invalidation_batch_size=1)
+    assert [exact.invalidation_batch_size(n) for n in (8, 1_000, 10**6)] == [1, 1, 1]

@@ -78,6 +78,7 @@ def test_env_bench_with_workers_runs_a_vector_env(tmp_path: Path) -> None:
         (["bench", "--steps-per-epoch", "100"], "--env only"),
         ([*TINY, "--episodes-per-epoch", "100"], "--steps-per-epoch"),
         ([*TINY, "--steps-per-epoch", "5"], "steps_per_epoch must be >="),
+        ([*TINY, "--warm", "3"], "not with --env"),
     ],
 )
 def test_bench_options_that_do_not_fit_are_refused(args, message, capsys) -> None:

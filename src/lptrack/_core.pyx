@@ -39,7 +39,14 @@ cimport lptrack.lpt_update as upd
 cimport lptrack.lpt_crash as crash
 cimport lptrack.lpt_liveness as live
 
-from lptrack._table import THRESHOLD_RULES, check_finite, check_percentile, check_task_id, check_uniform
+from lptrack._table import (
+    THRESHOLD_RULES,
+    check_finite,
+    check_percentile,
+    check_task_id,
+    check_uniform,
+    task_id_array,
+)
 from lptrack.errors import LayoutMismatchError, LockReentryError, LockTimeoutError, SegmentError
 
 cnp.import_array()
@@ -55,6 +62,8 @@ DEFAULT_LOCK_TIMEOUT = 10.0
 #: dozen stores, so a reader meeting one retries within nanoseconds; only a
 #: writer descheduled or dead mid-row exhausts them.
 READ_ROW_ATTEMPTS = 64
+#: Slots one publishing hold of a distribution pass covers (lpt_distribution.h).
+PUBLISH_SLOTS = dist.LPT_PUBLISH_SLOTS
 #: claim(new_only=True) of a task already tracked (lptrack._table.TRACKED).
 cdef int64_t _TRACKED = -2
 
@@ -341,11 +350,31 @@ cdef class SegmentTable:
     # The last choose_pool_task evicted, and its slot is held for this object's
     # next claim (lpt_choose_locked's replacement) until that claim or choose.
     cdef bint _replacing
+    #: The longest wait for the lock (ns) of any call through this object, since
+    #: it was made or this was last set to 0: the stalls other holders caused.
+    cdef public int64_t longest_lock_wait_ns
+    #: The longest lock hold (ns) of this object's distribution passes (the
+    #: snapshot or one publishing range), likewise.
+    cdef public int64_t longest_pass_hold_ns
+    # This process's distribution pass scratch (lpt_distribution.h), allocated
+    # at the first pass: passes run without the lock, so never in the segment.
+    cdef dist.lpt_pass _pass_scratch
+    cdef bint _passing
 
     def __cinit__(self, *args, **kwargs):
         self._seg.header = NULL
         self.chosen_slot = -1
         self.lock_timeout = DEFAULT_LOCK_TIMEOUT
+        self._pass_scratch.slots = NULL
+        self._pass_scratch.x = NULL
+        self._pass_scratch.slot_lp = NULL
+        self._pass_scratch.slot_id = NULL
+
+    def __dealloc__(self):
+        free(self._pass_scratch.slots)
+        free(self._pass_scratch.x)
+        free(self._pass_scratch.slot_lp)
+        free(self._pass_scratch.slot_id)
 
     # -- binding --------------------------------------------------------------
     def _create(self, image, int64_t capacity, int64_t row_width):
@@ -425,7 +454,7 @@ cdef class SegmentTable:
     # -- locking --------------------------------------------------------------
     cdef int _acquire(self, double timeout) except -1:
         cdef int rc
-        cdef int64_t timeout_ns
+        cdef int64_t timeout_ns, waited
         if self._seg.header == NULL:
             raise ValueError("the table is closed")
         self._busy += 1
@@ -434,8 +463,12 @@ cdef class SegmentTable:
         rc = seg.lpt_segment_trylock(&self._seg)
         if rc == st.LPT_BUSY:
             timeout_ns = <int64_t>(timeout * 1e9)
+            waited = lk.lpt_monotonic_ns()
             with nogil:
                 rc = seg.lpt_segment_lock(&self._seg, timeout_ns)
+            waited = lk.lpt_monotonic_ns() - waited
+            if waited > self.longest_lock_wait_ns:
+                self.longest_lock_wait_ns = waited
         if rc != st.LPT_OK:
             self._busy -= 1
             return _check(rc, self)
@@ -682,6 +715,34 @@ cdef class SegmentTable:
         """int64 active slots, same order as ``active_ids()`` (a copy)."""
         return self._active(False)
 
+    def task_id_array(self, task_ids):
+        """``Table.task_id_array``: a list or tuple of plain ints in range is copied
+        in one typed loop (a caller's list of the whole pool, every episode);
+        other items, and other inputs, take lptrack._table's checks."""
+        cdef Py_ssize_t n, i
+        cdef cnp.npy_intp size
+        cdef cnp.ndarray out
+        cdef int64_t *data
+        cdef long long value
+        cdef int overflow
+        if type(task_ids) is not list and type(task_ids) is not tuple:
+            return task_id_array(task_ids)
+        n = len(task_ids)
+        size = n
+        out = cnp.PyArray_EMPTY(1, &size, cnp.NPY_INT64, 0)
+        data = <int64_t *>cnp.PyArray_DATA(out)
+        for i in range(n):
+            item = task_ids[i]
+            if PyLong_CheckExact(item):
+                value = PyLong_AsLongLongAndOverflow(item, &overflow)
+                if overflow == 0 and 1 <= value <= seg.LPT_MAX_TASK_ID:
+                    data[i] = value
+                    continue
+            data[i] = check_task_id(item)  # converts an integral id or raises
+            if len(task_ids) != n:  # check_task_id ran the item's own code
+                raise RuntimeError("task_ids changed while being converted")
+        return out
+
     # -- rows -----------------------------------------------------------------
     def update(self, int64_t task_id, double score, double ema_alpha,
                double success_threshold, double lp_score, double create_threshold,
@@ -853,9 +914,65 @@ cdef class SegmentTable:
         self._release()
         _check(rc, self, "exploration_bonus must be finite and min_samples_for_lp >= 0")
 
-    cdef int _pass_locked(self, params) except -1:
-        """The distribution pass, lock held; ``params`` a DistributionParams."""
+    cdef int _pass_alloc(self) except -1:
+        cdef dist.lpt_pass *scratch = &self._pass_scratch
+        cdef size_t cap = <size_t>self.capacity
+        if scratch.slots != NULL:
+            return 0
+        scratch.slots = <int64_t *>malloc(cap * sizeof(int64_t))
+        scratch.x = <double *>malloc(2 * cap * sizeof(double))
+        scratch.slot_lp = <double *>malloc(cap * sizeof(double))
+        scratch.slot_id = <double *>malloc(cap * sizeof(double))
+        if scratch.slots == NULL or scratch.x == NULL or scratch.slot_lp == NULL or scratch.slot_id == NULL:
+            free(scratch.slots)
+            free(scratch.x)
+            free(scratch.slot_lp)
+            free(scratch.slot_id)
+            scratch.slots = NULL
+            scratch.x = scratch.slot_lp = scratch.slot_id = NULL
+            raise MemoryError()
+        return 0
+
+    cdef bint _run_pass(self, params, double percentile, bint if_mature) except -1:
+        """The distribution pass (lpt_distribution.h), no lock held on entry or
+        exit: the active list copied in one hold, the distribution computed
+        without the lock, published in holds of LPT_PUBLISH_SLOTS slots.  With
+        ``if_mature``, only if some pool task has enough samples; whether it
+        ran.  A ``percentile`` (not NaN) also computes the eviction threshold
+        without the lock and stores it; NaN leaves it to the next locked pick."""
+        cdef int64_t next_slot = 0
+        cdef double threshold
+        cdef bint invalidate = not (percentile == percentile)
+        if self._passing:
+            # Another thread's pass through this object is under way (its scratch
+            # is this object's): that pass refreshes the distribution.
+            return False
+        self._passing = True
+        try:
+            if not self._begin_pass(params, if_mature):
+                return False
+            if self._pass_scratch.n == 0:
+                return True
+            while next_slot >= 0:
+                next_slot = self._publish_pass(next_slot, invalidate)
+            if not invalidate:
+                self._busy += 1
+                with nogil:
+                    threshold = dist.lpt_pass_threshold(&self._seg, &self._pass_scratch, percentile)
+                self._busy -= 1
+                self._acquire(self.lock_timeout)
+                smp.lpt_sampler_store_threshold_locked(&self._seg, percentile, threshold)
+                self._release()
+            return True
+        finally:
+            self._passing = False
+
+    cdef bint _begin_pass(self, params, bint if_mature) except -1:
+        """A pass's snapshot (one hold) and computation (no lock); False when
+        ``if_mature`` and no pool task has enough samples."""
         cdef dist.lpt_distribution_params p
+        cdef dist.lpt_pass *scratch = &self._pass_scratch
+        cdef int64_t held
         if not PyTuple_Check(params) or PyTuple_GET_SIZE(params) != 5:
             raise TypeError("params must be a DistributionParams")
         p.early_progress_amplification = <object>PyTuple_GET_ITEM(params, 0)
@@ -863,40 +980,87 @@ cdef class SegmentTable:
         p.performance_bonus_weight = <object>PyTuple_GET_ITEM(params, 2)
         p.lp_score_temperature = <object>PyTuple_GET_ITEM(params, 3)
         p.z_score_amplification = <object>PyTuple_GET_ITEM(params, 4)
-        self._busy += 1
-        with nogil:
-            dist.lpt_distribution_locked(&self._seg, &p)
-        self._busy -= 1
-        self._passes_seen = seg.lpt_recomputations(&self._seg)
-        return 0
-
-    def compute_lp_distribution(self, params):
-        """Rewrite every active task's lp_score in one C pass (one lock hold),
-        which also rebuilds the sampling weights."""
+        self._pass_alloc()
+        scratch.n = 0
         self._acquire(self.lock_timeout)
         try:
-            self._pass_locked(params)
+            if if_mature and not smp.lpt_any_mature_locked(&self._seg, NULL, 0):
+                return False
+            held = lk.lpt_monotonic_ns()
+            self._busy += 1
+            with nogil:
+                dist.lpt_pass_snapshot_locked(&self._seg, scratch)
+            self._busy -= 1
+            self._note_pass_hold(held)
         finally:
             self._release()
+        if scratch.n > 0:
+            self._busy += 1
+            with nogil:
+                dist.lpt_pass_compute(&self._seg, &p, scratch)
+            self._busy -= 1
+        return True
+
+    cdef inline void _note_pass_hold(self, int64_t since) noexcept:
+        cdef int64_t held = lk.lpt_monotonic_ns() - since
+        if held > self.longest_pass_hold_ns:
+            self.longest_pass_hold_ns = held
+
+    cdef int64_t _publish_pass(self, int64_t first_slot, bint invalidate_threshold) except -2:
+        """One publishing hold of the pass ``_begin_pass`` computed: the next range's first slot, or -1."""
+        cdef int64_t next_slot, held
+        if self._pass_scratch.slots == NULL:
+            raise RuntimeError("no pass was begun")
+        if first_slot < 0 or first_slot >= self.capacity:
+            raise ValueError(f"first_slot must be in [0, {self.capacity}), got {first_slot}")
+        self._acquire(self.lock_timeout)
+        held = lk.lpt_monotonic_ns()
+        self._busy += 1
+        with nogil:
+            next_slot = dist.lpt_pass_publish_locked(&self._seg, &self._pass_scratch, first_slot,
+                                                     invalidate_threshold)
+        self._busy -= 1
+        self._note_pass_hold(held)
+        self._release()
+        if next_slot < 0:
+            self._passes_seen = seg.lpt_recomputations(&self._seg)
+        return next_slot
+
+    def begin_pass(self, params):
+        """The first steps of ``compute_lp_distribution``: copy the active list
+        (one hold) and compute the distribution over the rows as read then
+        (no lock), into this object's scratch; nothing is published yet.
+        For tests and tools: not to be mixed with passes of other threads
+        through this object."""
+        self._begin_pass(params, False)
+
+    def publish_pass(self, int64_t first_slot=0):
+        """Publish the begun pass's lp_scores for one range of
+        ``PUBLISH_SLOTS`` slots from ``first_slot`` (one hold): the next
+        range's first slot, or -1 once the last one counted the pass."""
+        return self._publish_pass(first_slot, True)
+
+    def compute_lp_distribution(self, params):
+        """Rewrite every active task's lp_score and its sampling weight: one C
+        pass computed without the lock and published in short holds
+        (lpt_distribution.h)."""
+        self._run_pass(params, NAN, False)
 
     def refresh_distribution(self, params, const int64_t[::1] ids=None):
         """Run the pass iff some task of ``ids`` (None: of the pool) is tracked,
         active and has at least min_samples_for_lp completions; whether it ran."""
         cdef int mature
+        if ids is None:
+            return self._run_pass(params, NAN, True)
         self._acquire(self.lock_timeout)
-        try:
-            self._busy += 1
-            with nogil:
-                if ids is None:
-                    mature = smp.lpt_any_mature_locked(&self._seg, NULL, 0)
-                else:
-                    mature = smp.lpt_any_mature_locked(&self._seg, &ids[0] if ids.shape[0] else NULL,
-                                                       ids.shape[0])
-            self._busy -= 1
-            if mature:
-                self._pass_locked(params)
-        finally:
-            self._release()
+        self._busy += 1
+        with nogil:
+            mature = smp.lpt_any_mature_locked(&self._seg, &ids[0] if ids.shape[0] else NULL,
+                                               ids.shape[0])
+        self._busy -= 1
+        self._release()
+        if mature:
+            self._run_pass(params, NAN, False)
         return bool(mature)
 
     def scores(self, const int64_t[::1] ids not None):
@@ -994,7 +1158,6 @@ cdef class SegmentTable:
                          bint refresh_threshold, object refresh, BatchCounter batch) except? -1:
         cdef int64_t choice, slot
         cdef double label_hash
-        cdef bint refreshed = False
         cdef bint due
         cdef uint64_t passes
         _check_uniform(uniform)
@@ -1008,7 +1171,13 @@ cdef class SegmentTable:
                 batch.fresh_epoch = batch.epoch
                 batch.events = 0
         due = refresh is not None and (batch is None or batch.fresh_epoch != batch.epoch)
-        if not due and not refresh_threshold and not self._replacing and self._busy == 0 \
+        if due and self._run_pass(refresh, NAN if refresh_threshold else percentile, True) \
+                and batch is not None:
+            # Before the pick, not in its hold: the pass holds the lock only
+            # briefly (lpt_distribution.h), and computes the eviction threshold
+            # unless the pick recomputes it anyway.
+            batch.fresh_epoch = batch.epoch
+        if not refresh_threshold and not self._replacing and self._busy == 0 \
                 and self._seg.header != NULL:
             # The common case, a draw that changes nothing, needs no lock: the
             # processes of a session then only queue for it to write.
@@ -1021,7 +1190,6 @@ cdef class SegmentTable:
         self._acquire(self.lock_timeout)
         try:
             self._end_replacement_locked()  # the last eviction's new task never came
-            refreshed = due and self._refresh_locked(refresh)
             choice = smp.lpt_choose_locked(&self._seg, uniform, min_presentations, percentile,
                                            refresh_threshold, True, &label_hash, &slot)
             self._replacing = choice < 0
@@ -1029,11 +1197,8 @@ cdef class SegmentTable:
             self._release()
         self.chosen_label_hash = <int64_t>label_hash
         self.chosen_slot = slot
-        if batch is not None:
-            if refreshed:
-                batch.fresh_epoch = batch.epoch
-            if choice < 0:
-                batch.count()
+        if batch is not None and choice < 0:
+            batch.count()
         return choice
 
     def pool_eviction_candidate(self, double min_presentations, double percentile,
@@ -1048,13 +1213,6 @@ cdef class SegmentTable:
                                                 refresh_threshold)
         self._release()
         return task_id
-
-    cdef bint _refresh_locked(self, params) except -1:
-        """The lazy rule over the pool: the pass iff some task has enough samples."""
-        if not smp.lpt_any_mature_locked(&self._seg, NULL, 0):
-            return False
-        self._pass_locked(params)
-        return True
 
     def eviction_candidates(self, double min_presentations, double percentile, int64_t k):
         """Up to ``k`` pool tasks recommend_eviction would pick, best first:

@@ -44,13 +44,16 @@ def ordered_sum(values: np.ndarray) -> float:
 
 
 def gini(values: np.ndarray) -> float:
-    """Gini coefficient of non-negative values (0.0 for none or an all-zero set)."""
-    if values.size == 0:
-        return 0.0
+    """Gini coefficient as the original computes it (SPEC.md): 0.0 for no values, a
+    zero total or any NaN/inf; else 2 * sum(i * v_i) / (n * total) - (n + 1) / n over
+    the values sorted ascending (i from 1)."""
     ordered = np.sort(np.asarray(values, dtype=np.float64))
-    total = ordered.sum()
-    if total <= 0.0:
-        return 0.0
     n = ordered.size
+    if n == 0 or not np.isfinite(ordered).all():
+        return 0.0
+    total = ordered.sum()
+    if total == 0.0:
+        return 0.0
     ranks = np.arange(1, n + 1, dtype=np.float64)
-    return float(2.0 * np.dot(ranks, ordered) / (n * total) - (n + 1) / n)
+    result = float(2.0 * np.dot(ranks, ordered) / (n * total) - (n + 1) / n)
+    return result if np.isfinite(result) else 0.0

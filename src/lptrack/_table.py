@@ -27,7 +27,7 @@ from __future__ import annotations
 import abc
 import math
 import numbers
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager
 from typing import NamedTuple
 
@@ -73,6 +73,24 @@ def check_task_id(task_id: object) -> int:
     if not 1 <= task_id < MAX_TASK_ID:
         raise ValueError(f"task ids must be in [1, 2**53), got {task_id}")
     return task_id
+
+
+def task_id_array(task_ids: Sequence[object] | np.ndarray) -> np.ndarray:
+    """Task ids as an int64 array, each checked as ``check_task_id`` does (in bulk
+    when they are plain ints, one by one only to name the first bad one)."""
+    if isinstance(task_ids, np.ndarray):
+        array = task_ids
+    elif set(map(type, task_ids)) <= {int}:  # no bool (an int to numpy), float or str
+        array = np.asarray(task_ids) if len(task_ids) else np.empty(0, dtype=np.int64)
+    else:
+        array = np.empty(0, dtype=object)  # not all ints: the checks one by one below
+    if (
+        array.ndim != 1
+        or array.dtype.kind not in "iu"
+        or (array.size and (array.min() < 1 or array.max() >= MAX_TASK_ID))
+    ):
+        return np.array([check_task_id(task_id) for task_id in task_ids], dtype=np.int64)
+    return array.astype(np.int64, copy=False)
 
 
 def check_finite(name: str, value: object) -> float:
@@ -246,6 +264,11 @@ class Table(abc.ABC):
     @abc.abstractmethod
     def active_slots(self) -> np.ndarray:
         """int64 active slots, same order as ``active_ids()`` (a copy)."""
+
+    def task_id_array(self, task_ids: Sequence[object] | np.ndarray) -> np.ndarray:
+        """A caller's task ids (a list, tuple or array) as an int64 array, validated
+        (``check_task_id``): what the id-array operations below take."""
+        return task_id_array(task_ids)
 
     # -- rows (atomic) --------------------------------------------------------
     @abc.abstractmethod

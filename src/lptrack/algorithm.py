@@ -67,6 +67,8 @@ class CurriculumTask:
     _num_completions = 0
     _total_score = 0.0
     _mean_score = 0.0
+    #: A label assigned to ``_label`` (the original's attribute, which its tests set).
+    _label_override: str | None = None
 
     def __init__(self, task_id: int, env_cfg: Any, slice_values: dict[str, Any] | None = None) -> None:
         self._task_id = task_id
@@ -88,12 +90,23 @@ class CurriculumTask:
 
     def get_label(self) -> str:
         """``env_cfg.label`` as a str (``env_cfg["label"]`` for mappings); "unknown" when absent or None."""
+        if self._label_override is not None:
+            return self._label_override
         label = getattr(self._env_cfg, "label", None)
         if label is None and isinstance(self._env_cfg, Mapping):
             label = self._env_cfg.get("label")
         if type(label) is str:
             return label
         return UNKNOWN_LABEL if label is None else str(label)
+
+    @property
+    def _label(self) -> str:
+        """The original's label attribute: ``get_label()``; assigning it overrides the env config's."""
+        return self.get_label()
+
+    @_label.setter
+    def _label(self, label: object) -> None:
+        self._label_override = UNKNOWN_LABEL if label is None else str(label)
 
     def get_env_cfg(self) -> Any:
         return self._env_cfg
@@ -153,7 +166,7 @@ class LearningProgressAlgorithm(StatsLogger):
         # at batch size 1, which wants exact answers; once per batch for the basic
         # scorer, whose scores move with every update; otherwise the distribution
         # pass keeps it current.
-        if self.hypers.perf_invalidation_batch_size == 1:
+        if self.scorer.batch.size == 1:
             self._threshold_rule = "always"
         else:
             self._threshold_rule = "never" if self.scorer.bidirectional else "per_batch"
@@ -195,8 +208,11 @@ class LearningProgressAlgorithm(StatsLogger):
 
     # -- scoring ------------------------------------------------------------------------------
     def score_tasks(self, task_ids: Iterable[int]) -> dict[int, float]:
-        task_ids = list(task_ids)
-        scores = self.scorer.score_many(_id_array(task_ids))
+        """{id: score} of every id: the ids converted once, the scores read in one
+        table pass, the dict built in one step (no Python loop per task here)."""
+        if type(task_ids) is not list:
+            task_ids = list(task_ids)
+        scores = self.scorer.score_many(self._table.task_id_array(task_ids))
         return dict(zip(task_ids, scores.tolist()))
 
     def get_task_score(self, task_id: int) -> float:
@@ -208,9 +224,9 @@ class LearningProgressAlgorithm(StatsLogger):
         Evictable: tracked, at least ``min_presentations`` completions, and a
         score at or below the ``eviction_threshold_percentile`` of the scores.
         """
-        if not task_ids:
+        if not len(task_ids):
             return None
-        ids = _id_array(task_ids)
+        ids = self._table.task_id_array(task_ids)
         self.scorer.refresh(ids)
         return self.task_tracker.recommend_eviction(ids, min_presentations, self.hypers.eviction_threshold_percentile)
 
@@ -263,6 +279,30 @@ class LearningProgressAlgorithm(StatsLogger):
     def _label_sampling_counts(self, counts: dict[str, int]) -> None:
         self._sampled_hashes.clear()
         self._sampling_counts = counts
+
+    # -- the original's private names: its own code and tests read them ---------------------------------
+    @property
+    def _active_labels(self) -> frozenset[str]:
+        """Labels with a task in the pool (the original's set; read-only here)."""
+        return frozenset(self._label_task_counts)
+
+    @property
+    def _inactive_labels_fifo(self) -> list[str]:
+        """Labels no longer in the pool, oldest first (a copy; assigning replaces them)."""
+        return list(self._inactive_labels)
+
+    @_inactive_labels_fifo.setter
+    def _inactive_labels_fifo(self, labels: Iterable[str]) -> None:
+        self._inactive_labels = dict.fromkeys(labels)
+
+    @property
+    def _label_evictions(self) -> dict[str, int]:
+        """Evictions per label in the current epoch (the live dict, as in the original)."""
+        return self._epoch_eviction_counts
+
+    @_label_evictions.setter
+    def _label_evictions(self, counts: dict[str, int]) -> None:
+        self._epoch_eviction_counts = counts
 
     def _label_for_hash(self, hashed: int) -> str | None:
         """The label string of a label hash (0: no label), cached per process."""
@@ -443,19 +483,56 @@ class LearningProgressAlgorithm(StatsLogger):
         return {f"lp/{name}": value for name, value in self.scorer.get_stats().model_dump().items()}
 
     def calculate_gini_coefficients(self) -> dict[str, float]:
-        """Inequality of the pool (completions, lp scores, labels) and the spread of task ages."""
+        """The original's inequality statistics, key for key (SPEC.md): over the tracked
+        tasks (none: {}), Gini coefficients of completion counts, ages, raw learning
+        progress |p_fast - p_slow| and sampling scores (``score_task``), per task and
+        summed per label; of the label counts; the selectivity losses between them;
+        the mean and max task age; per-task metrics with troubleshooting logging.
+        ``debug/task_age_min_seconds`` is lptrack's own addition."""
         rows = self.task_tracker.snapshot_rows()
+        if rows.shape[0] == 0:
+            return {}
+        task_ids = rows[:, col.TASK_ID].astype(np.int64)
+        completions = rows[:, col.COMPLETION_COUNT]
+        sampling_probs = self.scorer.score_many(task_ids)  # score_task of each: may run a due pass
+        raw_lp = np.abs(rows[:, col.P_FAST] - rows[:, col.P_SLOW])
         ages = time.time() - rows[:, col.CREATION_TIME]
-        return {
-            "curriculum_gini/pool_occupancy": gini(rows[:, col.COMPLETION_COUNT]),
-            "curriculum_gini/raw_lp_scores": gini(rows[:, col.LP_SCORE]),
-            "curriculum_gini/pool_composition_by_label": gini(_counts(self._label_task_counts)),
-            "curriculum_gini/sampling_by_label": gini(_counts(self._label_sampling_counts)),
-            "curriculum_gini/evictions_by_label": gini(_counts(self._label_eviction_counts)),
-            "debug/task_age_mean": float(ages.mean()) if ages.size else 0.0,
-            "debug/task_age_min": float(ages.min()) if ages.size else 0.0,
-            "debug/task_age_max": float(ages.max()) if ages.size else 0.0,
-        }
+        # Labels grouped by hash: the same groups as by label string (no label: hash 0).
+        _, label_of_task, tasks_per_label = np.unique(
+            rows[:, col.LABEL_HASH], return_inverse=True, return_counts=True
+        )
+        stats: dict[str, float] = {}
+        if self.hypers.show_curriculum_troubleshooting_logging:
+            for task_id, count, lp, prob in zip(
+                task_ids.tolist(), completions.tolist(), raw_lp.tolist(), sampling_probs.tolist()
+            ):
+                stats[f"task_metrics/{task_id}/completion_count"] = count
+                stats[f"task_metrics/{task_id}/raw_lp"] = lp
+                stats[f"task_metrics/{task_id}/sampling_prob"] = prob
+        stats["curriculum_gini/pool_occupancy"] = gini(completions)
+        stats["curriculum_gini/task_age"] = gini(ages)
+        stats["debug/task_age_mean_seconds"] = float(ages.mean())
+        stats["debug/task_age_max_seconds"] = float(ages.max())
+        stats["curriculum_gini/raw_lp_scores"] = gini(raw_lp)
+        stats["curriculum_gini/raw_lp_by_label"] = gini(np.bincount(label_of_task, weights=raw_lp))
+        stats["curriculum_gini/zscored_lp_scores"] = gini(np.abs(sampling_probs))  # the original's choice
+        stats["curriculum_gini/sampling_probs"] = gini(sampling_probs)
+        stats["curriculum_gini/sampling_probs_by_label"] = gini(np.bincount(label_of_task, weights=sampling_probs))
+        sampling_counts = self._label_sampling_counts
+        if sampling_counts:
+            stats["curriculum_gini/sampling_by_label"] = gini(_counts(sampling_counts))
+        if sum(self._label_eviction_counts.values()) > 0:
+            stats["curriculum_gini/evictions_by_label"] = gini(_counts(self._label_eviction_counts))
+        stats["curriculum_gini/pool_composition_by_label"] = gini(tasks_per_label)
+        for loss, (from_key, to_key) in _SELECTIVITY_LOSSES.items():
+            if from_key in stats and to_key in stats:
+                stats[loss] = stats[from_key] - stats[to_key]
+        stats["debug/task_age_min_seconds"] = float(ages.min())
+        return stats
+
+    def _calculate_gini_coefficient(self, values: Iterable[float]) -> float:
+        """The original's Gini helper (its tests call it)."""
+        return gini(np.fromiter(values, dtype=np.float64))
 
     def set_curriculum_reference(self, curriculum: Any) -> None:
         self._curriculum = curriculum
@@ -508,16 +585,15 @@ class LearningProgressAlgorithm(StatsLogger):
             self.task_tracker.cleanup_shared_memory()
 
 
-def _id_array(task_ids: list[Any]) -> np.ndarray:
-    """Validated task ids as int64 (checked one by one only when the bulk check fails, for the message)."""
-    array = np.asarray(task_ids) if task_ids else np.empty(0, dtype=np.int64)
-    if (
-        array.ndim != 1
-        or array.dtype.kind not in "iu"
-        or (array.size and (array.min() < 1 or array.max() >= MAX_TASK_ID))
-    ):
-        return np.array([check_task_id(task_id) for task_id in task_ids], dtype=np.int64)
-    return array.astype(np.int64, copy=False)
+#: The original's selectivity losses: Gini coefficient lost from one stage to the next.
+_SELECTIVITY_LOSSES: dict[str, tuple[str, str]] = {
+    "curriculum_gini/selectivity_loss_lp_to_prob": (
+        "curriculum_gini/raw_lp_scores", "curriculum_gini/sampling_probs"),
+    "curriculum_gini/selectivity_loss_lp_label_to_prob_label": (
+        "curriculum_gini/raw_lp_by_label", "curriculum_gini/sampling_probs_by_label"),
+    "curriculum_gini/selectivity_loss_lp_label_to_sampling_label": (
+        "curriculum_gini/raw_lp_by_label", "curriculum_gini/sampling_by_label"),
+}
 
 
 def _counts(counts: dict[str, int]) -> np.ndarray:

@@ -29,6 +29,7 @@ import uuid
 from dataclasses import asdict, dataclass, field
 from typing import Any, Callable
 
+from .bench_steady import CallLatencies, format_latencies, run_episodes_timed, warm_up
 from .config import LearningProgressConfig
 from .curriculum import Curriculum, DiscreteRandomCurriculumConfig
 
@@ -51,12 +52,23 @@ class BenchConfig:
     min_samples_for_lp: int = 10
     algorithms: tuple[str, ...] = ALGORITHMS
     seed: int = 0
+    #: Untimed episodes per pool slot before the first epoch: a mature pool,
+    #: most of whose tasks learning progress scores (lptrack.bench_steady).
+    warm: int = 0
+    #: Time every get_task and update_task_performance call (p50, p99, max).
+    latency: bool = False
+    #: perf_invalidation_batch_fraction of lp-native (a batch that grows with the pool).
+    batch_fraction: float = LearningProgressConfig.perf_invalidation_batch_fraction
 
     def __post_init__(self) -> None:
         for name in ("tasks", "episodes_per_epoch", "epochs", "workers", "batch", "min_samples_for_lp"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ValueError(f"{name} must be an int >= 1, got {value!r}")
+        if isinstance(self.warm, bool) or not isinstance(self.warm, int) or self.warm < 0:
+            raise ValueError(f"warm must be an int >= 0, got {self.warm!r}")
+        if not 0.0 <= self.batch_fraction <= 1.0:
+            raise ValueError(f"batch_fraction must be in [0, 1], got {self.batch_fraction!r}")
         unknown = [a for a in self.algorithms if a not in ALGORITHMS]
         if unknown or not self.algorithms:
             raise ValueError(
@@ -77,6 +89,8 @@ class EpochResult:
 class BenchResult:
     config: BenchConfig
     rows: list[EpochResult] = field(default_factory=list)
+    #: Per algorithm, with ``config.latency``: every timed call of every worker.
+    latencies: dict[str, CallLatencies] = field(default_factory=dict)
 
     def by_algorithm(self) -> dict[str, list[EpochResult]]:
         grouped: dict[str, list[EpochResult]] = {}
@@ -115,6 +129,7 @@ class BenchResult:
             "config": config,
             "rows": [asdict(r) for r in self.rows],
             "summary": self.summary(),
+            "latency": {algorithm: l.summary() for algorithm, l in self.latencies.items()},
         }
 
 
@@ -133,7 +148,8 @@ def make_curriculum_config(algorithm: str, config: BenchConfig, session_id: str 
         return LearningProgressConfig(engine="python", perf_invalidation_batch_size=1, **common)
     if algorithm == "lp-native":
         return LearningProgressConfig(
-            engine="native", perf_invalidation_batch_size=config.batch, **common
+            engine="native", perf_invalidation_batch_size=config.batch,
+            perf_invalidation_batch_fraction=config.batch_fraction, **common
         )
     raise ValueError(f"unknown algorithm {algorithm!r}")
 
@@ -169,7 +185,8 @@ def run_episodes(curriculum: Curriculum, agent: SimulatedAgent, episodes: int) -
 
 
 def _worker_main(
-    algorithm: str, config: BenchConfig, session_id: str | None, worker: int, barrier: Any
+    algorithm: str, config: BenchConfig, session_id: str | None, worker: int, barrier: Any,
+    latency_queue: Any = None,
 ) -> None:
     curriculum = Curriculum(
         make_curriculum_config(algorithm, config, session_id),
@@ -178,12 +195,17 @@ def _worker_main(
     )
     agent = SimulatedAgent(config.seed + worker)
     per_worker = _share(config.episodes_per_epoch, config.workers, worker)
+    latencies = CallLatencies() if config.latency else None
     try:
+        if algorithm == "discrete":  # a pool per process (the parent warmed a shared one)
+            warm_up(curriculum, agent, config.warm)
         barrier.wait(BARRIER_TIMEOUT_S)  # attached and ready
         for _ in range(config.epochs):
             barrier.wait(BARRIER_TIMEOUT_S)
-            run_episodes(curriculum, agent, per_worker)
+            _run_epoch(curriculum, agent, per_worker, latencies)
             barrier.wait(BARRIER_TIMEOUT_S)
+        if latency_queue is not None:
+            latency_queue.put(latencies)
     finally:
         curriculum.close()
 
@@ -193,10 +215,19 @@ def _share(total: int, workers: int, worker: int) -> int:
     return total // workers + (1 if worker < total % workers else 0)
 
 
+def _run_epoch(curriculum: Curriculum, agent: SimulatedAgent, episodes: int,
+               latencies: CallLatencies | None) -> float:
+    if latencies is None:
+        return run_episodes(curriculum, agent, episodes)
+    return run_episodes_timed(curriculum, agent, episodes, latencies)
+
+
 def run_algorithm(
-    algorithm: str, config: BenchConfig, progress: Callable[[str], None]
+    algorithm: str, config: BenchConfig, progress: Callable[[str], None],
+    latencies: CallLatencies | None = None,
 ) -> list[EpochResult]:
-    """Time ``config.epochs`` epochs of ``algorithm``; one result row per epoch."""
+    """Time ``config.epochs`` epochs of ``algorithm``; one result row per epoch.
+    With ``latencies``, every call of every worker is also timed into it."""
     if config.workers == 1:
         curriculum = Curriculum(
             make_curriculum_config(algorithm, config, None),
@@ -206,18 +237,20 @@ def run_algorithm(
         agent = SimulatedAgent(config.seed)
         rows = []
         try:
+            warm_up(curriculum, agent, config.warm)
             for epoch in range(config.epochs):
-                seconds = run_episodes(curriculum, agent, config.episodes_per_epoch)
+                seconds = _run_epoch(curriculum, agent, config.episodes_per_epoch, latencies)
                 rows.append(_row(algorithm, epoch, config.episodes_per_epoch, seconds))
                 progress(_progress_line(rows[-1]))
         finally:
             curriculum.close()
         return rows
-    return _run_multiprocess(algorithm, config, progress)
+    return _run_multiprocess(algorithm, config, progress, latencies)
 
 
 def _run_multiprocess(
-    algorithm: str, config: BenchConfig, progress: Callable[[str], None]
+    algorithm: str, config: BenchConfig, progress: Callable[[str], None],
+    latencies: CallLatencies | None = None,
 ) -> list[EpochResult]:
     """Workers share one session (one pool); the parent times each epoch between barriers."""
     ctx = mp.get_context("spawn")
@@ -230,11 +263,13 @@ def _run_multiprocess(
             num_active_tasks=config.tasks,
             seed=config.seed,
         )
+        warm_up(owner, SimulatedAgent(config.seed), config.warm)
     barrier = ctx.Barrier(config.workers + 1)
+    latency_queue = ctx.Queue() if latencies is not None else None
     workers = [
         ctx.Process(
             target=_worker_main,
-            args=(algorithm, config, session_id, w, barrier),
+            args=(algorithm, config, session_id, w, barrier, latency_queue),
             name=f"lptrack-bench-{algorithm}-{w}",
         )
         for w in range(config.workers)
@@ -252,6 +287,9 @@ def _run_multiprocess(
                 _row(algorithm, epoch, config.episodes_per_epoch, time.perf_counter() - start)
             )
             progress(_progress_line(rows[-1]))
+        if latency_queue is not None:
+            for _ in workers:
+                latencies.extend(latency_queue.get(timeout=BARRIER_TIMEOUT_S))
         for p in workers:
             p.join(BARRIER_TIMEOUT_S)
             if p.exitcode != 0:
@@ -288,7 +326,10 @@ def run_bench(config: BenchConfig, progress: Callable[[str], None] | None = None
         f"{config.epochs} epochs, {config.workers} worker(s), batch {config.batch}, pid {os.getpid()}"
     )
     for algorithm in config.algorithms:
-        result.rows.extend(run_algorithm(algorithm, config, progress))
+        latencies = CallLatencies() if config.latency else None
+        result.rows.extend(run_algorithm(algorithm, config, progress, latencies))
+        if latencies is not None:
+            result.latencies[algorithm] = latencies
     return result
 
 
@@ -314,6 +355,9 @@ def format_table(result: BenchResult) -> str:
         if "speedup_vs_lp_python" in s:
             parts.append(f"speed-up vs lp-python {s['speedup_vs_lp_python']:.1f}x")
         lines.append(f"{algorithm:<10} " + ", ".join(parts))
+    if result.latencies:
+        lines += ["", "per-call latency (every call of every worker; the clock reads add about 0.1 us)"]
+        lines += [format_latencies(algorithm, l) for algorithm, l in result.latencies.items()]
     return "\n".join(lines)
 
 

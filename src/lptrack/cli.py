@@ -56,6 +56,7 @@ def _add_bench_parser(subparsers: argparse._SubParsersAction) -> None:
                    help=f"comma list of {','.join(benchmark.ALGORITHMS)} (default: all), "
                         "and none with --env")
     p.add_argument("--seed", type=int, default=defaults.seed, help="default %(default)s")
+    _add_steady_state_options(p, defaults)
     p.add_argument("--json", metavar="PATH", help="write config, per-epoch rows and summary as JSON")
     p.add_argument("--plot", metavar="PATH", help="write a PNG of episodes/s per epoch (needs lptrack[plot])")
     p.add_argument("--quick", action="store_true",
@@ -68,6 +69,31 @@ def _add_bench_parser(subparsers: argparse._SubParsersAction) -> None:
                    help=f"with --env: env steps per epoch, over all workers "
                         f"(default {envbench.EnvBenchConfig().steps_per_epoch})")
     p.set_defaults(func=_cmd_bench)
+
+
+def _non_negative_int(text: str) -> int:
+    value = int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be >= 0, got {value}")
+    return value
+
+
+def _fraction(text: str) -> float:
+    value = float(text)
+    if not 0.0 <= value <= 1.0:
+        raise argparse.ArgumentTypeError(f"must be in [0, 1], got {text}")
+    return value
+
+
+def _add_steady_state_options(p: argparse.ArgumentParser, defaults: benchmark.BenchConfig) -> None:
+    p.add_argument("--warm", type=_non_negative_int, default=defaults.warm, metavar="EPISODES_PER_TASK",
+                   help="untimed episodes per pool slot before the first epoch: a mature pool, most of "
+                        "whose tasks LP scores (default %(default)s: a young pool)")
+    p.add_argument("--latency", action="store_true",
+                   help="also time every get_task and update_task_performance call: p50, p99, max")
+    p.add_argument("--batch-fraction", type=_fraction, default=defaults.batch_fraction,
+                   help="perf_invalidation_batch_fraction of lp-native: a batch of at least this share "
+                        "of the pool (default %(default)s; 0: --batch only)")
 
 
 def _cmd_bench(args: argparse.Namespace) -> int:
@@ -88,6 +114,9 @@ def _cmd_bench(args: argparse.Namespace) -> int:
         min_samples_for_lp=args.min_samples_for_lp,
         algorithms=args.algorithms or benchmark.ALGORITHMS,
         seed=args.seed,
+        warm=args.warm,
+        latency=args.latency,
+        batch_fraction=args.batch_fraction,
     )
     if args.plot:
         benchmark.require_matplotlib()
@@ -104,6 +133,8 @@ def _cmd_bench(args: argparse.Namespace) -> int:
 def _cmd_env_bench(args: argparse.Namespace) -> int:
     if args.episodes_per_epoch is not None:
         raise ValueError("--env counts env steps: use --steps-per-epoch, not --episodes-per-epoch")
+    if args.warm or args.latency:
+        raise ValueError("--warm and --latency time the simulated episode loop: not with --env")
     sized = {
         name: getattr(args, name)
         for name in ("tasks", "steps_per_epoch", "epochs")
@@ -118,6 +149,7 @@ def _cmd_env_bench(args: argparse.Namespace) -> int:
         min_samples_for_lp=args.min_samples_for_lp,
         algorithms=args.algorithms or envbench.ALGORITHMS,
         seed=args.seed,
+        batch_fraction=args.batch_fraction,
     )
     envbench.require_gymnasium()
     if args.plot:

@@ -24,14 +24,16 @@ import random
 import warnings
 import weakref
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any, Protocol
+from dataclasses import dataclass
+from types import MappingProxyType
+from typing import Any, ClassVar, Literal, Protocol
 
 import numpy as np
 
 from . import _table as col
 from ._table import check_task_id
 from .algorithm import CurriculumTask, NullStatsLogger
-from .config import LearningProgressConfig
+from .config import ConfigModel, ConstCheck, FieldCheck, IntCheck, LearningProgressConfig, WeightsCheck
 
 #: Task ids are drawn uniformly from [1, 2**53): exactly representable in a float64 row.
 TASK_ID_BITS = 53
@@ -98,28 +100,33 @@ class _DefaultEnvConfig:
         return f"_DefaultEnvConfig(task_id={self.task_id})"
 
 
-class DiscreteRandomCurriculumConfig:
-    """The uniform baseline: a per-process pool, sampled uniformly, never evicted."""
+@dataclass(kw_only=True)
+class DiscreteRandomCurriculumConfig(ConfigModel):
+    """The uniform baseline: a per-process pool, sampled uniformly, never evicted.
 
-    type = "discrete_random"
+    A config dataclass like ``LearningProgressConfig`` (``type`` is the
+    discriminator of the original's ``CurriculumConfig.algorithm_config``
+    union).  ``initial_weights`` and ``num_active_tasks`` are the original's
+    base-config fields, carried for code that reads or syncs them (the
+    original's ``CurriculumConfig`` does); ``Curriculum`` sizes its pool by its
+    own ``num_active_tasks`` argument.
+    """
+
+    _field_checks: ClassVar[Mapping[str, FieldCheck]] = MappingProxyType({
+        "type": ConstCheck("discrete_random"),
+        "initial_weights": WeightsCheck(),
+        "num_active_tasks": IntCheck(1),
+    })
+
+    type: Literal["discrete_random"] = "discrete_random"
+    initial_weights: list[float] | None = None
+    num_active_tasks: int = 64
 
     def algorithm_type(self) -> str:
         return self.type
 
-    def model_dump(self) -> dict[str, Any]:
-        return {"type": self.type}
-
     def create(self, num_tasks: int, stats_logger: Any = None) -> DiscreteRandomAlgorithm:
         return DiscreteRandomAlgorithm(num_tasks)
-
-    def __eq__(self, other: object) -> bool:
-        return isinstance(other, DiscreteRandomCurriculumConfig)
-
-    def __hash__(self) -> int:
-        return hash(self.type)
-
-    def __repr__(self) -> str:
-        return "DiscreteRandomCurriculumConfig()"
 
 
 class DiscreteRandomAlgorithm:

@@ -62,6 +62,8 @@ class EnvBenchConfig:
     batch: int = 100
     #: As in ``lptrack bench``: the config's default (the Curriculum may evict from twice that).
     min_samples_for_lp: int = benchmark.BenchConfig.min_samples_for_lp
+    #: perf_invalidation_batch_fraction of lp-native, as in ``lptrack bench``.
+    batch_fraction: float = benchmark.BenchConfig.batch_fraction
     algorithms: tuple[str, ...] = ALGORITHMS
     seed: int = 0
 
@@ -210,7 +212,8 @@ def _curriculum_factory(
     algorithm_config = benchmark.make_curriculum_config(
         algorithm,
         benchmark.BenchConfig(tasks=config.tasks, workers=config.workers, batch=config.batch,
-                              min_samples_for_lp=config.min_samples_for_lp),
+                              min_samples_for_lp=config.min_samples_for_lp,
+                              batch_fraction=config.batch_fraction),
         session_id,
     )
     return functools.partial(

@@ -12,7 +12,10 @@ cdef extern from "lpt_sampler.h" nogil:
     int lpt_sampler_configure_locked(seg.lpt_segment *s, uint32_t mode, double exploration_bonus,
                                      double min_samples_for_lp)
     void lpt_sampler_rebuild_locked(seg.lpt_segment *s)
-    void lpt_sampler_store_lp_scores_locked(seg.lpt_segment *s, const double *lp_scores)
+    void lpt_sampler_store_lp_scores_locked(seg.lpt_segment *s, const double *slot_lp,
+                                            const double *slot_id, int64_t first, int64_t end)
+    double lpt_percentile(double *v, int64_t n, double percentile)
+    void lpt_sampler_store_threshold_locked(seg.lpt_segment *s, double percentile, double threshold)
     void lpt_sampler_refresh_locked(seg.lpt_segment *s, int64_t slot)
     int64_t lpt_scores_locked(const seg.lpt_segment *s, const int64_t *ids, int64_t n, double *out)
     int lpt_any_mature_locked(const seg.lpt_segment *s, const int64_t *ids, int64_t n)

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from lptrack import _table as col
-from lptrack._lpmath import learning_progress
+from lptrack._lpmath import REWEIGHT_DENOMINATOR_FLOOR, learning_progress
 from lptrack._table import DistributionParams
 
 if TYPE_CHECKING:
@@ -60,7 +60,7 @@ class LPScorer(abc.ABC):
     def __init__(self, config: LearningProgressConfig, tracker: TaskTracker) -> None:
         self.config = config
         self.tracker = tracker
-        self.batch = tracker.table.new_batch_counter(config.perf_invalidation_batch_size)
+        self.batch = tracker.table.new_batch_counter(config.invalidation_batch_size(tracker.max_memory_tasks))
         tracker.configure_scoring(self.bidirectional, config.exploration_bonus, config.min_samples_for_lp)
 
     @property
@@ -110,6 +110,20 @@ class LPScorer(abc.ABC):
     def invalidate_cache(self) -> None:
         """Drop anything derived from the rows (an explicit request, not a batched event)."""
         self.batch.end_batch()
+
+    @property
+    def _stale_dist(self) -> bool:
+        """The original's flag: whether what derives from the rows is due for recomputation.
+        Setting it True is ``invalidate_cache()``; False keeps the current scores."""
+        batch = self.batch
+        return batch.fresh_epoch != batch.epoch
+
+    @_stale_dist.setter
+    def _stale_dist(self, stale: bool) -> None:
+        if stale:
+            self.invalidate_cache()
+        else:
+            self.mark_fresh()
 
 
 class BidirectionalLPScorer(LPScorer):
@@ -175,6 +189,43 @@ class BidirectionalLPScorer(LPScorer):
     def get_state(self) -> dict[str, Any]:
         # The distribution lives in the rows; a restored scorer recomputes it before use.
         return {"stale_dist": True}
+
+    # -- the original's private helpers, which its tests call -------------------------------------------
+    def _get_ema(self, task_id: int) -> tuple[float, float, float, float]:
+        """(p_fast, p_slow, p_true, random_baseline) of a task; zeros when it is not tracked."""
+        stats = self.tracker.get_task_stats(task_id)
+        if stats is None:
+            return 0.0, 0.0, 0.0, 0.0
+        return stats["p_fast"], stats["p_slow"], stats["p_true"], stats["random_baseline"]
+
+    def _reweight(self, p: float) -> float:
+        """R(p) with theta = early_progress_amplification (SPEC.md; p unclipped, as in the original)."""
+        theta = self.config.early_progress_amplification
+        denominator = p + theta * (1.0 - 2.0 * p)
+        if abs(denominator) < REWEIGHT_DENOMINATOR_FLOOR:
+            return 0.0 if p < 0.5 else 1.0
+        return p * (1.0 - theta) / denominator
+
+    def _learning_progress(self, task_ids: list[int] | None = None) -> np.ndarray:
+        """The learning progress of each id (None: every tracked task, in
+        ``get_all_tracked_tasks()`` order); 0.0 for an id not tracked."""
+        rows = self.tracker.snapshot_rows()
+        p_fast, p_slow = rows[:, col.P_FAST], rows[:, col.P_SLOW]
+        if task_ids is not None:
+            tracked = rows.shape[0]  # the index of a zero appended for untracked ids
+            position = dict(zip(rows[:, col.TASK_ID].astype(np.int64).tolist(), range(tracked)))
+            index = np.array([position.get(task_id, tracked) for task_id in task_ids], dtype=np.int64)
+            p_fast, p_slow = np.append(p_fast, 0.0)[index], np.append(p_slow, 0.0)[index]
+        return learning_progress(p_fast, p_slow, self.config.early_progress_amplification)
+
+    @staticmethod
+    def _sigmoid(x: np.ndarray) -> np.ndarray:
+        return 1.0 / (1.0 + np.exp(-np.clip(x, -500, 500)))
+
+    def _calculate_task_distribution(self, tracker: TaskTracker | None = None) -> None:
+        """Recompute the distribution now (one pass) and mark it fresh."""
+        self.tracker.compute_lp_distribution(self._distribution_params())
+        self.mark_fresh()
 
 
 class BasicLPScorer(LPScorer):

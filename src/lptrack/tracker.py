@@ -17,7 +17,7 @@ import numbers
 import os
 import random
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import ItemsView, Iterator, Mapping, ValuesView
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import Any, ClassVar
@@ -282,6 +282,21 @@ class _TaskIndexView(Mapping[int, int]):
 
     def __len__(self) -> int:
         return len(self._table)
+
+    def copy(self) -> dict[int, int]:
+        """A ``{task id: slot}`` dict of the pool now, built in one step (the original's
+        ``_task_id_to_index`` was a dict, and its tests copy it)."""
+        slots = self._table.active_slots()
+        task_ids = self._table.rows[slots, col.TASK_ID]
+        tracked = task_ids != 0.0  # released since the active list was read
+        return dict(zip(task_ids[tracked].astype(np.int64).tolist(), slots[tracked].tolist()))
+
+    def items(self) -> ItemsView[int, int]:
+        """One consistent snapshot (the mixin's would look each id up again)."""
+        return self.copy().items()
+
+    def values(self) -> ValuesView[int]:
+        return self.copy().values()
 
 
 class TaskTracker:
