@@ -254,7 +254,7 @@ TRAIN = textwrap.dedent(
         return CurriculumWrapper(gymnasium.make("CartPole-v1"), make_curriculum, apply_task, ClippedReturn(0, 500))
 
     if __name__ == "__main__":
-        session_id, context, steps = sys.argv[1], sys.argv[2], int(sys.argv[3])
+        session_id, context, steps, wait = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4] == "wait"
         config = LearningProgressConfig(num_active_tasks=16, session_id=session_id)
         make_curriculum = functools.partial(Curriculum, config, num_active_tasks=16,
                                             task_factory=lambda task_id: 0.25 + task_id % 8 / 10)
@@ -267,6 +267,8 @@ TRAIN = textwrap.dedent(
                     envs.step(envs.action_space.sample())
                     if step == 20:
                         print("ready", flush=True)
+                        if wait:  # until the test has seen the pool
+                            sys.stdin.readline()
             finally:
                 envs.close()
     """
@@ -281,12 +283,12 @@ def segments_of(session_id: str) -> list[str]:
 def test_nothing_is_left_in_dev_shm(session_id, context, ending, tmp_path: Path):
     script = tmp_path / "train.py"
     script.write_text(TRAIN)
-    steps = 50 if ending == "exit" else 10**7
+    steps, wait = (50, "wait") if ending == "exit" else (10**7, "run")
     # A new session, so that SIGINT reaches the script and its workers as Ctrl-C would;
     # SIGINT's default action restored, as in a terminal (a background job ignores it).
     process = subprocess.Popen(
-        [sys.executable, str(script), session_id, context, str(steps)],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True,
+        [sys.executable, str(script), session_id, context, str(steps), wait],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True,
         preexec_fn=functools.partial(signal.signal, signal.SIGINT, signal.SIG_DFL),
     )
     try:
@@ -295,7 +297,7 @@ def test_nothing_is_left_in_dev_shm(session_id, context, ending, tmp_path: Path)
         assert segments_of(session_id)  # the pool exists while the script trains
         if ending == "sigint":
             os.killpg(process.pid, signal.SIGINT)
-        _, stderr = process.communicate(timeout=TIMEOUT)
+        _, stderr = process.communicate("go\n", timeout=TIMEOUT)
     finally:
         if process.poll() is None:
             os.killpg(process.pid, signal.SIGKILL)
