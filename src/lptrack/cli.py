@@ -8,9 +8,10 @@ import json
 import os
 import re
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
-from . import __version__, admin, benchmark
+from . import __version__, admin, benchmark, envbench
 
 #: ``--quick``: a smoke run of every algorithm, well under 30 s on 2 cores.
 QUICK = dict(tasks=200, episodes_per_epoch=400, epochs=3)
@@ -55,10 +56,10 @@ def _epoch_seconds(text: str) -> float | None:
 
 def _algorithm_list(text: str) -> tuple[str, ...]:
     names = tuple(a.strip() for a in text.split(",") if a.strip())
-    unknown = [a for a in names if a not in benchmark.ALGORITHMS]
+    unknown = [a for a in names if a not in envbench.ALGORITHMS]  # "none" only with --env
     if unknown or not names:
         raise argparse.ArgumentTypeError(
-            f"choose from {','.join(benchmark.ALGORITHMS)}; got {text!r}"
+            f"choose from {','.join(envbench.ALGORITHMS)}; got {text!r}"
         )
     return names
 
@@ -87,8 +88,9 @@ def _add_bench_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--min-samples-for-lp", type=_positive_int, default=defaults.min_samples_for_lp,
                    help="LP configs' min_samples_for_lp (default %(default)s, the config's; the "
                         "curriculum may evict a task from twice that many presentations)")
-    p.add_argument("--algorithms", type=_algorithm_list, default=defaults.algorithms,
-                   help=f"comma list of {','.join(benchmark.ALGORITHMS)} (default: all)")
+    p.add_argument("--algorithms", type=_algorithm_list, default=None,
+                   help=f"comma list of {','.join(benchmark.ALGORITHMS)} (default: all), "
+                        "and none with --env")
     p.add_argument("--seed", type=int, default=defaults.seed, help="default %(default)s")
     _add_steady_state_options(p, defaults)
     p.add_argument("--json", metavar="PATH", help="write config, per-epoch rows and summary as JSON")
@@ -96,6 +98,12 @@ def _add_bench_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--quick", action="store_true",
                    help=f"a short smoke run ({QUICK['tasks']} tasks, {QUICK['episodes_per_epoch']} "
                         f"episodes x {QUICK['epochs']} epochs) unless those are given")
+    p.add_argument("--env", metavar="ENV_ID",
+                   help="run real steps of this gymnasium env (e.g. CartPole-v1) with random actions through "
+                        "lptrack.gym, and report steps/s and episodes/s (needs lptrack[gym]; see envbench.py)")
+    p.add_argument("--steps-per-epoch", type=_positive_int, default=None,
+                   help=f"with --env: env steps per epoch, over all workers "
+                        f"(default {envbench.EnvBenchConfig().steps_per_epoch})")
     p.set_defaults(func=_cmd_bench)
 
 
@@ -125,6 +133,10 @@ def _add_steady_state_options(p: argparse.ArgumentParser, defaults: benchmark.Be
 
 
 def _cmd_bench(args: argparse.Namespace) -> int:
+    if args.env is not None:
+        return _cmd_env_bench(args)
+    if args.steps_per_epoch is not None:
+        raise ValueError("--steps-per-epoch applies to --env only")
     sized = {
         name: getattr(args, name)
         for name in ("tasks", "episodes_per_epoch", "epochs")
@@ -136,26 +148,16 @@ def _cmd_bench(args: argparse.Namespace) -> int:
         workers=args.workers,
         batch=args.batch,
         min_samples_for_lp=args.min_samples_for_lp,
-        algorithms=args.algorithms,
+        algorithms=args.algorithms or benchmark.ALGORITHMS,
         seed=args.seed,
         warm=args.warm,
         latency=args.latency,
         batch_fraction=args.batch_fraction,
         epoch_seconds=args.epoch_seconds,
     )
-    if args.json:
-        _check_output_path("--json", args.json)
-    if args.plot:
-        _check_output_path("--plot", args.plot)
-        benchmark.require_matplotlib()
+    _check_outputs(args)
     result = benchmark.run_bench(config)
-    print(benchmark.format_table(result))
-    if args.json:
-        with open(args.json, "w", encoding="utf-8") as f:
-            json.dump(result.to_json(), f, indent=2)
-    if args.plot:
-        benchmark.write_plot(result, args.plot)
-    return 0
+    return _report(args, result, benchmark.format_table(result), benchmark.write_plot)
 
 
 SESSION_HELP = (
@@ -180,6 +182,51 @@ A session's pool lives in a segment of /dev/shm until the process that created i
 it; a trainer that was killed leaves it behind. cleanup removes such segments, and never
 one that a running process uses, nor another user's. With --dry-run it only lists every
 lptrack segment on this host and what would happen to it."""
+def _cmd_env_bench(args: argparse.Namespace) -> int:
+    if args.episodes_per_epoch is not None:
+        raise ValueError("--env counts env steps: use --steps-per-epoch, not --episodes-per-epoch")
+    if args.warm or args.latency:
+        raise ValueError("--warm and --latency time the simulated episode loop: not with --env")
+    sized = {
+        name: getattr(args, name)
+        for name in ("tasks", "steps_per_epoch", "epochs")
+        if getattr(args, name) is not None
+    }
+    base = envbench.QUICK if args.quick else {}
+    config = envbench.EnvBenchConfig(
+        **{**base, **sized},
+        env=args.env,
+        workers=args.workers,
+        batch=args.batch,
+        min_samples_for_lp=args.min_samples_for_lp,
+        algorithms=args.algorithms or envbench.ALGORITHMS,
+        seed=args.seed,
+        batch_fraction=args.batch_fraction,
+    )
+    envbench.require_gymnasium()
+    _check_outputs(args)
+    result = envbench.run_env_bench(config)
+    return _report(args, result, envbench.format_table(result), envbench.write_plot)
+
+
+def _check_outputs(args: argparse.Namespace) -> None:
+    """Refuse unwritable --json/--plot paths (and --plot without matplotlib) before a long run."""
+    if args.json:
+        _check_output_path("--json", args.json)
+    if args.plot:
+        _check_output_path("--plot", args.plot)
+        benchmark.require_matplotlib()
+
+
+def _report(args: argparse.Namespace, result: Any, table: str, write_plot: Callable[[Any, str], None]) -> int:
+    """Print a bench's table, then write its --json and --plot outputs."""
+    print(table)
+    if args.json:
+        with open(args.json, "w", encoding="utf-8") as f:
+            json.dump(result.to_json(), f, indent=2)
+    if args.plot:
+        write_plot(result, args.plot)
+    return 0
 
 
 def _add_admin_parsers(subparsers: argparse._SubParsersAction) -> None:
