@@ -90,6 +90,17 @@ int lpt_lock_looks_held(const lpt_lock *lock)
 #endif
 }
 
+int lpt_lock_has_sleepers(const lpt_lock *lock)
+{
+#if defined(__GLIBC__)
+    /* A robust mutex's futex word carries FUTEX_WAITERS (bit 31) while a waiter sleeps. */
+    return (__atomic_load_n(&lock->mutex.__data.__lock, __ATOMIC_RELAXED) & (int)0x80000000u) != 0;
+#else
+    (void)lock;
+    return 0; /* unknown layout: no hand-off */
+#endif
+}
+
 int lpt_lock_release(lpt_lock *lock)
 {
     switch (pthread_mutex_unlock(&lock->mutex)) {

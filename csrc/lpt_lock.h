@@ -51,6 +51,10 @@ int lpt_lock_release(lpt_lock *lock);
  * line away from the holder on every poll.  A hint, never a guarantee. */
 int lpt_lock_looks_held(const lpt_lock *lock);
 
+/* Whether a waiter sleeps on the lock (in the kernel, not polling), by a plain
+ * read of the holder: a hint, 0 where the libc's layout is unknown. */
+int lpt_lock_has_sleepers(const lpt_lock *lock);
+
 /* This process's pid, cached (getpid() is a system call on glibc >= 2.25) and
  * refreshed in a forked child. */
 int64_t lpt_self_pid(void);

@@ -741,6 +741,19 @@ int lpt_segment_unlock(lpt_segment *seg)
     return rc;
 }
 
+int lpt_segment_unlock_handoff(lpt_segment *seg, int64_t max_wait_ns)
+{
+    const int sleepers = lpt_lock_has_sleepers(&seg->header->lock);
+    const int rc = lpt_segment_unlock(seg);
+    if (rc != LPT_OK || !sleepers)
+        return rc;
+    const int64_t deadline = lpt_monotonic_ns() + max_wait_ns;
+    while (!lpt_lock_looks_held(&seg->header->lock) && lpt_monotonic_ns() < deadline)
+        for (int i = 0; i < LPT_SPIN_PAUSES; i++)
+            cpu_relax();
+    return LPT_OK;
+}
+
 int lpt_segment_lock_bench(lpt_segment *seg, int64_t n, double *ns_per_pair)
 {
     const int64_t start = lpt_monotonic_ns();

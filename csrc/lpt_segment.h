@@ -303,6 +303,12 @@ void lpt_segment_stats(const lpt_segment *seg, lpt_stats *out);
 int lpt_segment_trylock(lpt_segment *seg);                    /* LPT_OK / LPT_BUSY */
 int lpt_segment_lock(lpt_segment *seg, int64_t timeout_ns);   /* counts a lock wait */
 int lpt_segment_unlock(lpt_segment *seg);
+/* lpt_segment_unlock, then, when a waiter slept on the lock, poll (at most
+ * max_wait_ns) until another process takes it: a holder about to lock again at
+ * once (the distribution pass's publishing holds) lets the sleeper go first,
+ * instead of keeping it waiting through every one of its holds (a woken sleeper
+ * needs tens of microseconds to run; the holder would relock within one). */
+int lpt_segment_unlock_handoff(lpt_segment *seg, int64_t max_wait_ns);
 
 /* Time n uncontended lock/unlock pairs of this segment's lock (the path every
  * operation pays); *ns_per_pair receives the mean. */

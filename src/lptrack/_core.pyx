@@ -64,6 +64,9 @@ DEFAULT_LOCK_TIMEOUT = 10.0
 READ_ROW_ATTEMPTS = 64
 #: Slots one publishing hold of a distribution pass covers (lpt_distribution.h).
 PUBLISH_SLOTS = dist.LPT_PUBLISH_SLOTS
+#: How long a pass between two publishing holds waits for a process asleep on the
+#: lock to take it (a futex wake-up takes tens of microseconds on a VM).
+DEF PUBLISH_HANDOFF_NS = 200000
 #: claim(new_only=True) of a task already tracked (lptrack._table.TRACKED).
 cdef int64_t _TRACKED = -2
 
@@ -1009,6 +1012,7 @@ cdef class SegmentTable:
     cdef int64_t _publish_pass(self, int64_t first_slot, bint invalidate_threshold) except -2:
         """One publishing hold of the pass ``_begin_pass`` computed: the next range's first slot, or -1."""
         cdef int64_t next_slot, held
+        cdef int rc
         if self._pass_scratch.slots == NULL:
             raise RuntimeError("no pass was begun")
         if first_slot < 0 or first_slot >= self.capacity:
@@ -1021,9 +1025,15 @@ cdef class SegmentTable:
                                                      invalidate_threshold)
         self._busy -= 1
         self._note_pass_hold(held)
-        self._release()
         if next_slot < 0:
+            self._release()
             self._passes_seen = seg.lpt_recomputations(&self._seg)
+            return next_slot
+        # Another range follows at once: a process asleep on the lock takes it first.
+        self._busy -= 1
+        with nogil:
+            rc = seg.lpt_segment_unlock_handoff(&self._seg, PUBLISH_HANDOFF_NS)
+        _check(rc, self)
         return next_slot
 
     def begin_pass(self, params):

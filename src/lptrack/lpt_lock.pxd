@@ -11,5 +11,6 @@ cdef extern from "lpt_lock.h" nogil:
     int lpt_lock_mark_consistent(lpt_lock *lock)
     int lpt_lock_release(lpt_lock *lock)
     int lpt_lock_looks_held(const lpt_lock *lock)
+    int lpt_lock_has_sleepers(const lpt_lock *lock)
     int64_t lpt_self_pid()
     int64_t lpt_monotonic_ns()

@@ -71,6 +71,7 @@ cdef extern from "lpt_segment.h" nogil:
     int lpt_segment_trylock(lpt_segment *seg)
     int lpt_segment_lock(lpt_segment *seg, int64_t timeout_ns)
     int lpt_segment_unlock(lpt_segment *seg)
+    int lpt_segment_unlock_handoff(lpt_segment *seg, int64_t max_wait_ns)
     int lpt_segment_lock_bench(lpt_segment *seg, int64_t n, double *ns_per_pair)
 
     double *lpt_row(const lpt_segment *seg, int64_t slot)
