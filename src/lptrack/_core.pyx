@@ -114,6 +114,26 @@ cdef inline int _check_percentile(double percentile) except -1:
     return 0
 
 
+cdef inline long long _task_id_arg(object task_id) except? -1:
+    """A caller's task id as a C integer, refused as lptrack._table.check_task_id
+    refuses it (the same errors); an exact int in range is tested in C."""
+    cdef long long tid
+    cdef int overflow = 0
+    if PyLong_CheckExact(task_id):
+        tid = PyLong_AsLongLongAndOverflow(task_id, &overflow)
+        if not overflow and 1 <= tid <= seg.LPT_MAX_TASK_ID:
+            return tid
+    return check_task_id(task_id)
+
+
+cdef inline double _score_arg(object score) except? -1.0:
+    """A caller's score as a C double, refused as check_finite refuses it; an exact
+    finite float is tested in C."""
+    if PyFloat_CheckExact(score) and isfinite(PyFloat_AS_DOUBLE(score)):
+        return PyFloat_AS_DOUBLE(score)
+    return check_finite("score", score)
+
+
 cdef seg.lpt_layout _layout(int64_t capacity, int64_t row_width) except *:
     cdef seg.lpt_layout layout
     _check(seg.lpt_layout_compute(capacity, row_width, &layout), None,
@@ -1279,20 +1299,8 @@ cdef class _BoundUpdate:
         """``update_tracked(task_id, score, <the bound rest>)``: the slot, or -1.
         Takes the caller's values as they come and refuses bad ones as
         lptrack._table's check_task_id and check_finite do (the same errors)."""
-        cdef long long tid
-        cdef int overflow = 0
-        cdef double value
-        if PyLong_CheckExact(task_id):
-            tid = PyLong_AsLongLongAndOverflow(task_id, &overflow)
-            if overflow or tid < 1 or tid > seg.LPT_MAX_TASK_ID:
-                tid = check_task_id(task_id)
-        else:
-            tid = check_task_id(task_id)
-        if PyFloat_CheckExact(score) and isfinite(PyFloat_AS_DOUBLE(score)):
-            value = PyFloat_AS_DOUBLE(score)
-        else:
-            value = check_finite("score", score)
-        return self._table._update_tracked(tid, value, &self._params, self._totals, self._batch)
+        return self._table._update_tracked(_task_id_arg(task_id), _score_arg(score),
+                                           &self._params, self._totals, self._batch)
 
 
 @cython.final
@@ -1471,22 +1479,10 @@ cdef class _JournaledUpdate:
     def update(self, task_id, score):
         cdef JournalRing ring = self._ring
         cdef long long tid
-        cdef int overflow = 0
-        cdef double value
         if ring._journal.header != NULL and jr.lpt_journal_deferred(&ring._journal):
-            # Refused as the pool's update would refuse them (the same checks and
-            # errors as _BoundUpdate.update, the common types tested in C).
-            if PyLong_CheckExact(task_id):
-                tid = PyLong_AsLongLongAndOverflow(task_id, &overflow)
-                if overflow or tid < 1 or tid > seg.LPT_MAX_TASK_ID:
-                    tid = check_task_id(task_id)
-            else:
-                tid = check_task_id(task_id)
-            if PyFloat_CheckExact(score) and isfinite(PyFloat_AS_DOUBLE(score)):
-                value = PyFloat_AS_DOUBLE(score)
-            else:
-                value = check_finite("score", score)
-            ring._append(tid, value)
+            # Refused as the pool's update would refuse them (_BoundUpdate.update's checks).
+            tid = _task_id_arg(task_id)
+            ring._append(tid, _score_arg(score))
             return 0
         slot = self._update(task_id, score)
         if slot >= 0:  # the update checked both values

@@ -21,7 +21,6 @@ from __future__ import annotations
 import multiprocessing as mp
 import statistics
 import time
-import uuid
 from array import array
 from dataclasses import dataclass
 from typing import Any
@@ -285,10 +284,10 @@ def measure_call_latency(tasks: int = 100_000, warm: int = 20, episodes: int = 2
     """Per-call latencies of a worker on a warmed shared pool: first alone, then
     while a second process of the session runs its episode loop (and so its
     passes) on the same pool.  ``lp_options``: more LearningProgressConfig fields."""
-    from .benchmark import BARRIER_TIMEOUT_S, SimulatedAgent
+    from .benchmark import BARRIER_TIMEOUT_S, SimulatedAgent, new_session_id
 
     ctx = mp.get_context(context)
-    session_id = f"bench_{uuid.uuid4().hex[:12]}"
+    session_id = new_session_id()
     curriculum = Curriculum(lp_config(tasks, batch, min_samples_for_lp, session_id, **lp_options),
                             num_active_tasks=tasks, seed=0)
     agent = SimulatedAgent(0)

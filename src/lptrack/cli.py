@@ -107,13 +107,6 @@ def _add_bench_parser(subparsers: argparse._SubParsersAction) -> None:
     p.set_defaults(func=_cmd_bench)
 
 
-def _non_negative_int(text: str) -> int:
-    value = int(text)
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be >= 0, got {value}")
-    return value
-
-
 def _fraction(text: str) -> float:
     value = float(text)
     if not 0.0 <= value <= 1.0:

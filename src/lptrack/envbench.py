@@ -31,7 +31,6 @@ import random
 import statistics
 import sys
 import time
-import uuid
 from dataclasses import asdict, dataclass, field
 from typing import Any, Callable
 
@@ -263,7 +262,7 @@ class _VectorRunner:
         session_id = None
         if algorithm in ("lp-python", "lp-native"):
             # The main process creates the session, so the pool outlives every worker.
-            session_id = f"bench_{uuid.uuid4().hex[:12]}"
+            session_id = benchmark.new_session_id()
             self.owner = _curriculum_factory(algorithm, config, session_id, config.workers)()
         try:
             self.envs = gymnasium.vector.AsyncVectorEnv(
